@@ -1,0 +1,1 @@
+"""Frame sources: files, images, OpenCV devices, picamera2."""

@@ -1,0 +1,147 @@
+"""Video files (anything OpenCV reads: mp4, mkv, avi, gif), still images and the bundled sample.
+
+A file plays paced at its own fps like a camera (``realtime: true``) or as fast as the
+pipeline takes frames; it plays once (then EndOfStream) or loops.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from edge.capture.base import SAMPLE_DIR, EndOfStream, expand_images, register, to_rgb8
+from edge.config import SourceConfig
+from edge.errors import SourceError
+
+log = logging.getLogger(__name__)
+
+
+class _Pacer:
+    """Sleeps until each frame is due at ``fps`` (monotonic); a no-op when fps is None."""
+
+    def __init__(self, fps: float | None):
+        self.period_ns = int(1e9 / fps) if fps else 0
+        self.next_ns = 0
+
+    def wait(self) -> None:
+        if not self.period_ns:
+            return
+        now = time.monotonic_ns()
+        if self.next_ns == 0 or now - self.next_ns > 5 * self.period_ns:  # start, or far behind: re-anchor
+            self.next_ns = now
+        elif self.next_ns > now:
+            time.sleep((self.next_ns - now) / 1e9)
+        self.next_ns += self.period_ns
+
+
+class VideoFileSource:
+    continuous = True
+
+    def __init__(self, cfg: SourceConfig):
+        self.path = Path(cfg.path or "")
+        self.name = f"file:{self.path}"
+        self.loop = cfg.loop
+        self.realtime = cfg.realtime
+        self.live = cfg.realtime  # paced like a camera: a slow pipeline drops frames (counted)
+        self.fps: float | None = cfg.fps
+        self._cap: cv2.VideoCapture | None = None
+        self._pacer = _Pacer(None)
+
+    def open(self) -> None:
+        if not self.path.is_file():
+            raise SourceError(f"video file {self.path} does not exist; check --source / source.path")
+        cap = cv2.VideoCapture(str(self.path))
+        if not cap.isOpened():
+            raise SourceError(
+                f"video file {self.path} cannot be opened by OpenCV: the file is corrupt or its codec is not "
+                "supported by this OpenCV build. Convert it with: ffmpeg -i IN -c:v libx264 OUT.mp4"
+            )
+        self._cap = cap
+        file_fps = cap.get(cv2.CAP_PROP_FPS)
+        if not self.fps and file_fps and 0 < file_fps < 1000:
+            self.fps = float(file_fps)
+        self._pacer = _Pacer(self.fps if self.realtime else None)
+        self.live = self.realtime
+        log.info("opened %s (%.1f fps, %d frames)", self.path, self.fps or 0, int(cap.get(cv2.CAP_PROP_FRAME_COUNT)))
+
+    def read(self) -> tuple[np.ndarray, int] | None:
+        assert self._cap is not None, "open() first"
+        ok, image = self._cap.read()
+        if not ok:
+            if not self.loop:
+                raise EndOfStream(str(self.path))
+            self._cap.set(cv2.CAP_PROP_POS_FRAMES, 0)
+            ok, image = self._cap.read()
+            if not ok:
+                raise EndOfStream(str(self.path))
+        self._pacer.wait()
+        return to_rgb8(image, bgr=True, what=f"{self.path}"), time.monotonic_ns()
+
+    def close(self) -> None:
+        if self._cap is not None:
+            self._cap.release()
+            self._cap = None
+
+
+class ImageSource:
+    """A file, a folder or a glob of still images; unrelated stills, so ``continuous`` is False."""
+
+    continuous = False
+
+    def __init__(self, cfg: SourceConfig, files: list[Path] | None = None, name: str | None = None):
+        self.spec = cfg.path or ""
+        self.files = files if files is not None else expand_images(self.spec)
+        self.name = name or f"images:{self.spec}"
+        self.loop = cfg.loop
+        self.fps = cfg.fps
+        self._pacer = _Pacer(cfg.fps if cfg.realtime else None)
+        self.live = bool(cfg.fps and cfg.realtime)
+        self._i = 0
+        self.current: Path | None = None
+
+    def open(self) -> None:
+        if not self.files:
+            raise SourceError(f"no images found at '{self.spec}'; give an image file, a folder of images or a glob")
+        missing = [f for f in self.files if not f.is_file()]
+        if missing:
+            raise SourceError(f"image {missing[0]} does not exist; check --source / source.path")
+
+    def read(self) -> tuple[np.ndarray, int] | None:
+        if self._i >= len(self.files):
+            if not self.loop:
+                raise EndOfStream(self.spec)
+            self._i = 0
+        path = self.files[self._i]
+        self._i += 1
+        image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+        if image is None:
+            raise SourceError(f"image {path} cannot be decoded; it is corrupt or not an image file")
+        self.current = path
+        self._pacer.wait()
+        return to_rgb8(image, bgr=True, what=str(path)), time.monotonic_ns()
+
+    def close(self) -> None:
+        self._i = 0
+
+
+@register("file")
+def open_file(cfg: SourceConfig) -> VideoFileSource:
+    return VideoFileSource(cfg)
+
+
+@register("images")
+def open_images(cfg: SourceConfig) -> ImageSource:
+    return ImageSource(cfg)
+
+
+@register("sample")
+def open_sample(cfg: SourceConfig) -> ImageSource:
+    """The bundled public-domain sample images: runs with no camera and no network."""
+    files = sorted(SAMPLE_DIR.glob("*.jpg"))
+    if not files:
+        raise SourceError(f"the bundled sample images are missing from {SAMPLE_DIR}; reinstall edgepose")
+    return ImageSource(cfg, files=files, name="sample")

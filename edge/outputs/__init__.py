@@ -1,0 +1,1 @@
+"""Outputs: sinks that receive every PoseResult (JSONL file, console, ...)."""

@@ -1,0 +1,52 @@
+"""JSON Lines: one line per processed frame (index, capture time, size, people, stage timings)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import IO
+
+from edge.config import JsonlOutput
+from edge.errors import OutputError
+from edge.outputs.base import register
+from edge.types import PoseResult, StreamMeta
+
+
+class JsonlSink:
+    def __init__(self, cfg: JsonlOutput):
+        self.path = cfg.path
+        self.name = f"jsonl:{self.path}"
+        self.flush_every = cfg.flush_every
+        self._fh: IO[str] | None = None
+        self._n = 0
+
+    def open(self, meta: StreamMeta) -> None:
+        if self.path == "-":
+            self._fh = sys.stdout
+            return
+        path = Path(self.path)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._fh = path.open("w", encoding="utf-8")
+        except OSError as exc:
+            raise OutputError(f"cannot write {path}: {exc.strerror}; choose a writable path for the jsonl output") from None
+
+    def write(self, result: PoseResult) -> None:
+        assert self._fh is not None, "open() first"
+        self._fh.write(json.dumps(result.to_dict(), separators=(",", ":")) + "\n")
+        self._n += 1
+        if self._n % self.flush_every == 0:
+            self._fh.flush()
+
+    def close(self) -> None:
+        if self._fh is not None:
+            self._fh.flush()
+            if self._fh is not sys.stdout:
+                self._fh.close()
+            self._fh = None
+
+
+@register("jsonl")
+def make_jsonl(cfg: JsonlOutput) -> JsonlSink:
+    return JsonlSink(cfg)

@@ -1,0 +1,304 @@
+"""The only module that knows about threads: wires source -> model -> sinks and owns their lifecycle.
+
+Capture thread -> latest-frame slot -> inference thread -> one bounded queue + thread per sink.
+A live source (camera, paced file) overwrites an unread frame and counts the drop; a file
+played as fast as possible waits for the slot instead, so nothing is dropped. One Event stops
+everything; every blocking call has a timeout.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+from pathlib import Path
+
+
+from edge import __version__
+from edge.capture.base import EndOfStream, Source, build_source
+from edge.config import Config
+from edge.errors import EdgeposeError
+from edge.outputs.base import Sink, build_sink
+from edge.poses.base import FamilyOptions, ModelSignature, PoseFamily
+from edge.poses.detect import make_family
+from edge.runtime.base import Backend, BackendOptions, load_backend
+from edge.stats import Stats
+from edge.types import Frame, PoseResult, StreamMeta
+from edge.zoo import resolve_model
+
+log = logging.getLogger(__name__)
+POLL_S = 0.05  # the longest any thread blocks before re-checking the stop event
+
+
+@dataclass
+class Model:
+    """A backend with its family: one call turns a frame into poses with stage timings."""
+
+    path: Path
+    backend: Backend
+    family: PoseFamily
+
+    def infer(self, frame: Frame) -> tuple[list, dict[str, float]]:
+        t0 = time.perf_counter_ns()
+        inputs, transform = self.family.prepare(frame)
+        t1 = time.perf_counter_ns()
+        outputs = self.backend.run(inputs)
+        t2 = time.perf_counter_ns()
+        poses = self.family.decode(outputs, transform)
+        t3 = time.perf_counter_ns()
+        return poses, {"prepare": (t1 - t0) / 1e6, "infer": (t2 - t1) / 1e6, "decode": (t3 - t2) / 1e6}
+
+
+def load_model(cfg: Config) -> Model:
+    """Resolve, load and identify the configured model (raises ModelError with the fix)."""
+    m = cfg.model
+    path = resolve_model(m.path)
+    backend = load_backend(path, m.backend, BackendOptions(threads=m.threads, providers=list(m.providers)))
+    sig = ModelSignature(backend.inputs, backend.outputs, backend.metadata)
+    options = FamilyOptions(
+        score_threshold=m.score_threshold, keypoint_threshold=m.keypoint_threshold,
+        iou_threshold=m.iou_threshold, max_people=m.max_people, tracking=m.movenet_tracking,
+    )
+    family = make_family(sig, options, m.family, model_name=str(path))
+    log.info("model %s: %s family on %s, %d thread(s)", path.name, family.name, backend.runtime, m.threads)
+    return Model(path, backend, family)
+
+
+class FrameSlot:
+    """Holds the newest frame only. ``put`` either replaces an unread frame (counted) or waits."""
+
+    def __init__(self, stats: Stats, stop: threading.Event):
+        self._cond = threading.Condition()
+        self._frame: Frame | None = None
+        self._closed = False
+        self._stats = stats
+        self._stop = stop
+
+    def put(self, frame: Frame, wait_for_reader: bool) -> None:
+        with self._cond:
+            if wait_for_reader:
+                while self._frame is not None and not self._stop.is_set():
+                    self._cond.wait(POLL_S)
+            elif self._frame is not None:
+                self._stats.drop("capture")
+            self._frame = frame
+            self._cond.notify_all()
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+
+    def get(self) -> Frame | None:
+        """The newest frame, or None after POLL_S; raises EndOfStream once closed and drained."""
+        with self._cond:
+            if self._frame is None and not self._closed:
+                self._cond.wait(POLL_S)
+            frame, self._frame = self._frame, None
+            if frame is None and self._closed:
+                raise EndOfStream("source finished")
+            self._cond.notify_all()
+            return frame
+
+
+class SinkWorker:
+    """One sink on its own thread behind a bounded queue that drops the oldest item."""
+
+    def __init__(self, sink: Sink, maxlen: int, stats: Stats):
+        self.sink = sink
+        self._queue: deque[PoseResult] = deque()
+        self._maxlen = maxlen
+        self._cond = threading.Condition()
+        self._stats = stats
+        self._done = False
+        self._failing = False
+        self.thread = threading.Thread(target=self._loop, name=f"sink-{sink.name}", daemon=True)
+
+    def put(self, result: PoseResult) -> None:
+        with self._cond:
+            if len(self._queue) >= self._maxlen:
+                self._queue.popleft()
+                self._stats.drop(f"sink:{self.sink.name}")
+            self._queue.append(result)
+            self._cond.notify()
+
+    def finish(self) -> None:
+        with self._cond:
+            self._done = True
+            self._cond.notify()
+
+    def _loop(self) -> None:
+        while True:
+            with self._cond:
+                while not self._queue and not self._done:
+                    self._cond.wait(POLL_S)
+                if not self._queue and self._done:
+                    return
+                item = self._queue.popleft()
+            try:
+                self.sink.write(item)
+                if self._failing:
+                    log.info("output %s works again", self.sink.name)
+                    self._failing = False
+            except Exception as exc:  # a broken sink must never stop inference; count and report once
+                self._stats.drop(f"sink:{self.sink.name}")
+                if not self._failing:
+                    log.error("output %s failed: %s (results are dropped and counted until it recovers)", self.sink.name, exc)
+                    self._failing = True
+
+
+class Pipeline:
+    """Build with a Config; ``start()``, then ``wait()`` until the source ends or ``stop()``."""
+
+    def __init__(self, cfg: Config, model: Model | None = None, source: Source | None = None,
+                 sinks: list[Sink] | None = None):
+        self.cfg = cfg
+        self.stats = Stats()
+        self.stop_event = threading.Event()
+        self.finished = threading.Event()
+        self.error: BaseException | None = None
+        self.model = model or load_model(cfg)
+        self.source = source or build_source(cfg.source)
+        self.sinks = sinks if sinks is not None else [build_sink(o) for o in cfg.outputs]
+        self._slot = FrameSlot(self.stats, self.stop_event)
+        self._workers = [SinkWorker(s, cfg.pipeline.sink_queue, self.stats) for s in self.sinks]
+        self._threads: list[threading.Thread] = []
+        self._opened: list[Sink] = []
+        self.meta = StreamMeta(
+            model=self.model.path.name, family=self.model.family.name, runtime=self.model.backend.runtime,
+            keypoint_names=self.model.family.keypoint_names, edges=self.model.family.edges,
+            source=self.source.name, version=__version__, stats=self.stats,
+        )
+
+    # -- lifecycle -------------------------------------------------------------------------
+    def start(self) -> "Pipeline":
+        try:
+            self.source.open()
+            for sink in self.sinks:
+                sink.open(self.meta)
+                self._opened.append(sink)
+        except BaseException:
+            self._close_all()
+            raise
+        self.stats.source_state = "streaming"
+        self._threads = [
+            threading.Thread(target=self._guard, args=(self._capture_loop,), name="capture", daemon=True),
+            threading.Thread(target=self._guard, args=(self._inference_loop,), name="inference", daemon=True),
+        ]
+        for w in self._workers:
+            w.thread.start()
+        for t in self._threads:
+            t.start()
+        return self
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """True once the pipeline has finished (end of source, max_frames, error or stop)."""
+        return self.finished.wait(timeout)
+
+    def stop(self) -> None:
+        """Stop every thread and close every stage; returns within about stop_timeout_s."""
+        self.stop_event.set()
+        deadline = time.monotonic() + self.cfg.pipeline.stop_timeout_s
+        for t in self._threads:
+            t.join(max(0.0, deadline - time.monotonic()))
+        for w in self._workers:
+            w.finish()
+        for w in self._workers:
+            if w.thread.is_alive():
+                w.thread.join(max(0.05, deadline - time.monotonic()))
+        self._close_all()
+        self.finished.set()
+
+    def run(self) -> None:
+        """start(), wait for the end, stop(); re-raise a stage's error in the caller's thread."""
+        self.start()
+        try:
+            while not self.wait(0.2):
+                pass
+        finally:
+            self.stop()
+        if self.error is not None:
+            raise self.error
+
+    def _close_all(self) -> None:
+        for sink in self._opened:
+            try:
+                sink.close()
+            except Exception as exc:  # closing must not hide the original error
+                log.warning("closing output %s failed: %s", sink.name, exc)
+        self._opened = []
+        try:
+            self.source.close()
+        except Exception as exc:
+            log.warning("closing source %s failed: %s", self.source.name, exc)
+
+    # -- threads ---------------------------------------------------------------------------
+    def _guard(self, loop) -> None:
+        try:
+            loop()
+        except EdgeposeError as exc:
+            self.error = exc
+        except Exception as exc:  # an unexpected bug: keep the traceback in the log
+            log.exception("%s thread crashed", threading.current_thread().name)
+            self.error = exc
+        finally:
+            if self.error is not None:
+                self.stats.source_state = "failed" if threading.current_thread().name == "capture" else self.stats.source_state
+                self.stop_event.set()
+                self.finished.set()
+
+    def _capture_loop(self) -> None:
+        index = 0
+        wait_for_reader = not getattr(self.source, "live", True)
+        while not self.stop_event.is_set():
+            try:
+                got = self.source.read()
+            except EndOfStream:
+                self.stats.source_state = "ended"
+                log.info("source %s ended after %d frames", self.source.name, index)
+                break
+            if got is None:
+                continue
+            image, t_ns = got
+            self.stats.captured()
+            self._slot.put(Frame(image, index, t_ns, time.time()), wait_for_reader)
+            index += 1
+        self._slot.close()
+
+    def _inference_loop(self) -> None:
+        model, stats = self.model, self.stats
+        max_frames = self.cfg.pipeline.max_frames
+        reset_each_frame = not self.source.continuous
+        while not self.stop_event.is_set():
+            try:
+                frame = self._slot.get()
+            except EndOfStream:
+                break
+            if frame is None:
+                continue
+            if reset_each_frame:
+                model.family.reset()
+            poses, timings = model.infer(frame)
+            t_done = time.monotonic_ns()
+            result = PoseResult(frame, poses, timings, t_done)
+            stats.processed(timings, result.latency_ms, len(poses), t_done)
+            for w in self._workers:
+                w.put(result)
+            if max_frames and stats.frames_processed >= max_frames:
+                break
+        self.finished.set()
+
+
+def summarize(stats: Stats) -> str:
+    snap = stats.snapshot()
+    stages = ", ".join(f"{k} {v:.2f} ms" for k, v in snap["stage_ms"].items())
+    return (
+        f"processed {snap['frames_processed']} of {snap['frames_captured']} captured frames in "
+        f"{snap['uptime_s']:.1f} s ({snap['fps']:.1f} fps); median {stages}; "
+        f"up to {snap['people_max']} people in a frame; dropped {snap['dropped_total']} {snap['drops'] or ''}".rstrip()
+    )
+
+
+__all__ = ["Pipeline", "Model", "load_model", "FrameSlot", "SinkWorker", "summarize"]

@@ -1,0 +1,1 @@
+"""Model families: prepare (image -> tensors) and decode (tensors -> poses)."""

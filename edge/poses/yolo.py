@@ -1,0 +1,130 @@
+"""Ultralytics YOLO-pose in the YOLOv8/YOLO11 layout: [1, 4+1+K*3, N] (or transposed [1, N, 56]).
+
+Rows: cx, cy, w, h, person score, then K x (x, y, visibility). Coordinates are in input
+pixels (ONNX exports) or normalised 0..1 (TFLite exports); the input is NCHW or NHWC.
+Every combination is handled: the layout comes from the tensors, the scale from the values.
+"""
+
+from __future__ import annotations
+
+import ast
+import logging
+
+import numpy as np
+
+from edge.post.geometry import Transform, letterbox
+from edge.post.nms import nms
+from edge.poses.base import FamilyOptions, ModelSignature, image_input_layout, register
+from edge.types import COCO17_EDGES, COCO17_NAMES, Frame, Pose
+
+log = logging.getLogger(__name__)
+
+
+def _meta_literal(meta: dict[str, str], key: str):
+    value = meta.get(key)
+    if value is None:
+        return None
+    try:
+        return ast.literal_eval(value) if isinstance(value, str) else value
+    except (ValueError, SyntaxError):
+        return None
+
+
+def keypoint_count(sig: ModelSignature) -> int:
+    shape = _meta_literal(sig.metadata, "kpt_shape")
+    if isinstance(shape, (list, tuple)) and len(shape) == 2:
+        return int(shape[0])
+    return 17
+
+
+def channel_axis(shape: tuple, channels: int) -> int | None:
+    """The axis of a 3-D output that holds the 4+1+K*3 values, or None if it is not this layout."""
+    if len(shape) != 3:
+        return None
+    if shape[1] == channels and (shape[2] is None or shape[2] > channels):
+        return 1
+    if shape[2] == channels and (shape[1] is None or shape[1] > channels):
+        return 2
+    return None
+
+
+def _matches(sig: ModelSignature) -> bool:
+    if len(sig.inputs) != 1 or len(sig.outputs) != 1 or len(sig.inputs[0].shape) != 4:
+        return False
+    channels = 5 + keypoint_count(sig) * 3
+    return channel_axis(sig.outputs[0].shape, channels) is not None
+
+
+class YoloPose:
+    name = "yolo"
+    keypoint_names = COCO17_NAMES
+    edges = COCO17_EDGES
+    default_score_threshold = 0.25  # Ultralytics' predict default
+
+    def __init__(self, sig: ModelSignature, options: FamilyOptions):
+        imgsz = _meta_literal(sig.metadata, "imgsz")
+        default = (int(imgsz[1]), int(imgsz[0])) if isinstance(imgsz, (list, tuple)) and len(imgsz) == 2 else (640, 640)
+        self.layout, w, h = image_input_layout(sig.inputs[0], default)
+        self.size = (w, h)
+        self.kpts = keypoint_count(sig)
+        self.channels = 5 + self.kpts * 3
+        self.axis = channel_axis(sig.outputs[0].shape, self.channels)
+        if self.kpts != 17:
+            self.keypoint_names = tuple(f"kp{i}" for i in range(self.kpts))
+            self.edges = ()
+        self.options = options
+        self.score_threshold = (
+            options.score_threshold if options.score_threshold is not None else self.default_score_threshold
+        )
+
+    def reset(self) -> None:
+        """Stateless: every frame is decoded on its own."""
+
+    def prepare(self, frame: Frame) -> tuple[list[np.ndarray], Transform]:
+        canvas, t = letterbox(frame.image, self.size)
+        x = canvas.astype(np.float32)
+        x *= 1.0 / 255.0
+        x = x[None] if self.layout == "nhwc" else x.transpose(2, 0, 1)[None]
+        return [np.ascontiguousarray(x)], t
+
+    def candidates(self, output: np.ndarray) -> np.ndarray:
+        """(N, channels) rows scoring above the threshold, coordinates in input pixels."""
+        pred = np.asarray(output, dtype=np.float32)[0]
+        if self.axis == 1:
+            scores = pred[4]
+            rows = pred[:, scores >= self.score_threshold].T
+        else:
+            rows = pred[pred[:, 4] >= self.score_threshold]
+        if len(rows) == 0:
+            return rows
+        rows = rows.copy()
+        # TFLite exports divide by the input size; ONNX exports keep input pixels.
+        if float(np.abs(rows[:, :4]).max()) <= 2.0:
+            w, h = self.size
+            rows[:, [0, 2]] *= w
+            rows[:, [1, 3]] *= h
+            rows[:, 5::3] *= w
+            rows[:, 6::3] *= h
+        return rows
+
+    def decode(self, outputs: list[np.ndarray], transform: Transform) -> list[Pose]:
+        rows = self.candidates(outputs[0])
+        if len(rows) == 0:
+            return []
+        cx, cy, bw, bh = rows[:, 0], rows[:, 1], rows[:, 2], rows[:, 3]
+        boxes = np.stack([cx - bw / 2, cy - bh / 2, cx + bw / 2, cy + bh / 2], axis=1)
+        keep = nms(boxes, rows[:, 4], self.options.iou_threshold, self.options.max_people)
+        poses = []
+        for i in keep:
+            kp = rows[i, 5:].reshape(self.kpts, 3).copy()
+            kp[:, :2] = transform.to_frame(kp[:, :2])
+            b = transform.to_frame(boxes[i].reshape(2, 2)).reshape(4)
+            b[[0, 2]] = np.clip(b[[0, 2]], 0, transform.frame_w)
+            b[[1, 3]] = np.clip(b[[1, 3]], 0, transform.frame_h)
+            poses.append(Pose(kp, float(rows[i, 4]), bbox=tuple(b.tolist())))
+        return poses
+
+
+@register("yolo", _matches)
+def make_yolo(sig: ModelSignature, options: FamilyOptions) -> YoloPose:
+    return YoloPose(sig, options)

@@ -1,0 +1,1 @@
+"""Post-processing: geometry (letterbox and its inverse) and NMS."""

@@ -1,0 +1,80 @@
+"""Model-input <-> original-frame geometry: letterbox, square crops, and their exact inverse.
+
+Every prepare step returns a Transform; decode maps keypoints back with it, so keypoints are
+always in original-frame pixels no matter how the frame was resized.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Transform:
+    """x_orig = x_in * sx + tx,  y_orig = y_in * sy + ty  (x_in, y_in in model-input pixels)."""
+
+    sx: float
+    sy: float
+    tx: float
+    ty: float
+    input_w: int
+    input_h: int
+    frame_w: int
+    frame_h: int
+
+    def to_frame(self, xy: np.ndarray) -> np.ndarray:
+        """Map (..., 2) model-input pixel coordinates to original-frame pixels."""
+        out = np.asarray(xy, dtype=np.float32).copy()
+        out[..., 0] = out[..., 0] * self.sx + self.tx
+        out[..., 1] = out[..., 1] * self.sy + self.ty
+        return out
+
+    def matrix(self) -> np.ndarray:
+        """The 2x3 affine matrix from original-frame pixels to model-input pixels."""
+        return np.array(
+            [[1.0 / self.sx, 0.0, -self.tx / self.sx], [0.0, 1.0 / self.sy, -self.ty / self.sy]], dtype=np.float64
+        )
+
+
+def letterbox(image: np.ndarray, size: tuple[int, int], pad_value: int = 114) -> tuple[np.ndarray, Transform]:
+    """Resize keeping the aspect ratio and pad to ``size`` (w, h), centred, as Ultralytics does."""
+    h, w = image.shape[:2]
+    out_w, out_h = size
+    r = min(out_w / w, out_h / h)
+    new_w, new_h = int(round(w * r)), int(round(h * r))
+    dw, dh = (out_w - new_w) / 2, (out_h - new_h) / 2
+    top, left = int(round(dh - 0.1)), int(round(dw - 0.1))
+    bottom, right = out_h - new_h - top, out_w - new_w - left
+    resized = image if (new_w, new_h) == (w, h) else cv2.resize(image, (new_w, new_h), interpolation=cv2.INTER_LINEAR)
+    canvas = cv2.copyMakeBorder(resized, top, bottom, left, right, cv2.BORDER_CONSTANT, value=(pad_value,) * 3)
+    sx, sy = w / new_w, h / new_h
+    return canvas, Transform(sx, sy, -left * sx, -top * sy, out_w, out_h, w, h)
+
+
+def crop_square(
+    image: np.ndarray, box: tuple[float, float, float, float], size: tuple[int, int]
+) -> tuple[np.ndarray, Transform]:
+    """Cut ``box`` (x1, y1, x2, y2 in pixels, may extend past the image) and resize it to ``size``.
+
+    Outside the image is filled with zeros, as MoveNet's reference crop does.
+    """
+    x1, y1, x2, y2 = box
+    out_w, out_h = size
+    sx, sy = (x2 - x1) / out_w, (y2 - y1) / out_h
+    t = Transform(sx, sy, x1, y1, out_w, out_h, image.shape[1], image.shape[0])
+    # Sample pixel centres: the model pixel centre (i + 0.5) maps to frame coordinate (i + 0.5) * s + t.
+    m = t.matrix()
+    m[:, 2] += 0.5 * (m[0, 0] - 1.0), 0.5 * (m[1, 1] - 1.0)
+    out = cv2.warpAffine(image, m, (out_w, out_h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+    return out, t
+
+
+def square_around(image_w: int, image_h: int) -> tuple[float, float, float, float]:
+    """The square box that holds the whole frame, centred (MoveNet's initial crop region)."""
+    side = max(image_w, image_h)
+    x1 = (image_w - side) / 2
+    y1 = (image_h - side) / 2
+    return (x1, y1, x1 + side, y1 + side)

@@ -1,0 +1,1 @@
+"""Runtimes: LiteRT (TFLite) and ONNX Runtime behind one Backend protocol."""

@@ -1,0 +1,78 @@
+"""ONNX Runtime backend: configurable execution providers (CPU, CUDA, TensorRT) and threads."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from edge.errors import ModelError
+from edge.runtime.base import BackendOptions, TensorSpec, from_output, register, to_input
+
+log = logging.getLogger(__name__)
+
+_ONNX_DTYPES = {
+    "tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(double)": np.float64,
+    "tensor(uint8)": np.uint8, "tensor(int8)": np.int8, "tensor(int32)": np.int32, "tensor(int64)": np.int64,
+}
+
+
+def _spec(arg) -> TensorSpec:
+    shape = tuple(d if isinstance(d, int) and d >= 0 else None for d in arg.shape)
+    dtype = _ONNX_DTYPES.get(arg.type)
+    if dtype is None:
+        raise ModelError(f"tensor {arg.name} has unsupported type {arg.type}")
+    # ONNX QDQ models keep quantization inside the graph: the I/O is plain.
+    return TensorSpec(arg.name, shape, np.dtype(dtype))
+
+
+class OnnxBackend:
+    runtime = "onnx"
+
+    def __init__(self, path: Path, options: BackendOptions):
+        try:
+            import onnxruntime as ort
+        except ImportError as exc:
+            raise ModelError(
+                "ONNX Runtime is not installed. Install it with: pip install 'edgepose[onnx]' "
+                "(on a Jetson use NVIDIA's onnxruntime-gpu wheel for JetPack instead)"
+            ) from exc
+        self.path = path
+        available = ort.get_available_providers()
+        providers = [p for p in options.providers if p in available]
+        missing = [p for p in options.providers if p not in available]
+        if missing:
+            log.warning("ONNX Runtime providers not available here: %s (available: %s)", missing, available)
+        if not providers:
+            providers = ["CPUExecutionProvider"]
+        so = ort.SessionOptions()
+        so.intra_op_num_threads = max(1, options.threads)
+        so.inter_op_num_threads = 1
+        so.log_severity_level = 3
+        try:
+            self._session = ort.InferenceSession(str(path), sess_options=so, providers=providers)
+        except Exception as exc:  # onnxruntime raises its own untyped exceptions for bad files
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise ModelError(
+                f"model {path} could not be loaded by ONNX Runtime: {first}. "
+                "The file is corrupt, truncated or not an ONNX model; download or export it again."
+            ) from exc
+        self.providers = self._session.get_providers()
+        self.inputs = [_spec(a) for a in self._session.get_inputs()]
+        self.outputs = [_spec(a) for a in self._session.get_outputs()]
+        self._out_names = [o.name for o in self.outputs]
+        self.metadata = dict(self._session.get_modelmeta().custom_metadata_map)
+
+    def run(self, tensors: list[np.ndarray]) -> list[np.ndarray]:
+        feed = {s.name: to_input(a, s) for s, a in zip(self.inputs, tensors)}
+        outs = self._session.run(self._out_names, feed)
+        return [from_output(np.asarray(o), s) for o, s in zip(outs, self.outputs)]
+
+    def close(self) -> None:
+        self._session = None
+
+
+@register("onnx")
+def open_onnx(path: Path, options: BackendOptions) -> OnnxBackend:
+    return OnnxBackend(path, options)

@@ -1,0 +1,152 @@
+"""The typed values that flow between stages: Frame -> list[Pose] -> PoseResult.
+
+Validated once at construction so that later stages can trust their shape.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from edge.errors import FrameError
+
+COCO17_NAMES: tuple[str, ...] = (
+    "nose", "left_eye", "right_eye", "left_ear", "right_ear",
+    "left_shoulder", "right_shoulder", "left_elbow", "right_elbow",
+    "left_wrist", "right_wrist", "left_hip", "right_hip",
+    "left_knee", "right_knee", "left_ankle", "right_ankle",
+)
+
+COCO17_EDGES: tuple[tuple[int, int], ...] = (
+    (0, 1), (0, 2), (1, 3), (2, 4), (5, 6), (5, 7), (7, 9), (6, 8), (8, 10),
+    (5, 11), (6, 12), (11, 12), (11, 13), (13, 15), (12, 14), (14, 16),
+)
+
+
+@dataclass(frozen=True)
+class Frame:
+    """One captured image: HxWx3 uint8 RGB plus when it was taken.
+
+    ``t_capture_ns`` is ``time.monotonic_ns()`` (for latency); ``t_wall`` is epoch seconds
+    (for payload timestamps only).
+    """
+
+    image: np.ndarray
+    index: int
+    t_capture_ns: int
+    t_wall: float
+
+    def __post_init__(self) -> None:
+        img = self.image
+        if not isinstance(img, np.ndarray) or img.ndim != 3 or img.shape[2] != 3 or img.dtype != np.uint8:
+            shape = getattr(img, "shape", None)
+            dtype = getattr(img, "dtype", type(img).__name__)
+            raise FrameError(
+                f"frame {self.index} has shape {shape} and dtype {dtype}; expected HxWx3 uint8 RGB. "
+                "Convert it with edge.capture.to_rgb8() before building a Frame."
+            )
+
+    @property
+    def width(self) -> int:
+        return int(self.image.shape[1])
+
+    @property
+    def height(self) -> int:
+        return int(self.image.shape[0])
+
+
+@dataclass
+class Pose:
+    """One person: keypoints (K,3) float32 [x, y, score] in original-frame pixels."""
+
+    keypoints: np.ndarray
+    score: float
+    bbox: tuple[float, float, float, float] | None = None  # x1, y1, x2, y2 in pixels
+    track_id: int | None = None
+
+    def __post_init__(self) -> None:
+        kp = np.asarray(self.keypoints, dtype=np.float32)
+        if kp.ndim != 2 or kp.shape[1] != 3:
+            raise ValueError(f"keypoints must be (K,3) [x, y, score], got shape {kp.shape}")
+        self.keypoints = kp
+        self.score = float(self.score)
+        if self.bbox is None:
+            self.bbox = self.box_from_keypoints(kp)
+        else:
+            self.bbox = tuple(float(v) for v in self.bbox)  # type: ignore[assignment]
+
+    @staticmethod
+    def box_from_keypoints(kp: np.ndarray, min_score: float = 0.1) -> tuple[float, float, float, float]:
+        """The tight box of the confident keypoints (all keypoints when none is confident)."""
+        sel = kp[kp[:, 2] >= min_score]
+        if len(sel) == 0:
+            sel = kp
+        return (float(sel[:, 0].min()), float(sel[:, 1].min()), float(sel[:, 0].max()), float(sel[:, 1].max()))
+
+    def to_dict(self, width: int, height: int) -> dict:
+        """JSON-ready form with pixel and normalised (0..1) keypoints."""
+        kp = self.keypoints.astype(np.float64)
+        norm = kp.copy()
+        norm[:, 0] /= max(width, 1)
+        norm[:, 1] /= max(height, 1)
+        return {
+            "id": self.track_id,
+            "score": round(self.score, 4),
+            "bbox": [round(v, 1) for v in self.bbox],
+            "keypoints": np.round(kp, 2).tolist(),
+            "keypoints_norm": np.round(norm, 4).tolist(),
+        }
+
+
+@dataclass
+class PoseResult:
+    """Everything a sink needs about one processed frame."""
+
+    frame: Frame
+    poses: list[Pose]
+    timings_ms: dict[str, float] = field(default_factory=dict)
+    t_done_ns: int = 0
+
+    @property
+    def latency_ms(self) -> float:
+        """Capture -> end of processing, monotonic."""
+        return (self.t_done_ns - self.frame.t_capture_ns) / 1e6 if self.t_done_ns else 0.0
+
+    def to_dict(self) -> dict:
+        f = self.frame
+        return {
+            "frame": f.index,
+            "t_capture_ns": f.t_capture_ns,
+            "t_wall_ms": int(f.t_wall * 1000),
+            "width": f.width,
+            "height": f.height,
+            "latency_ms": round(self.latency_ms, 2),
+            "people": [p.to_dict(f.width, f.height) for p in self.poses],
+            "timings_ms": {k: round(v, 3) for k, v in self.timings_ms.items()},
+        }
+
+
+@dataclass
+class StreamMeta:
+    """What sinks learn once at start: the model and stream, and live stats to report."""
+
+    model: str
+    family: str
+    runtime: str
+    keypoint_names: tuple[str, ...]
+    edges: tuple[tuple[int, int], ...]
+    source: str
+    version: str
+    stats: object = None  # edge.stats.Stats (typed loosely to keep types.py free of imports)
+
+    def to_dict(self) -> dict:
+        return {
+            "model": self.model,
+            "family": self.family,
+            "runtime": self.runtime,
+            "keypoint_names": list(self.keypoint_names),
+            "skeleton": [list(e) for e in self.edges],
+            "source": self.source,
+            "version": self.version,
+        }

@@ -1,0 +1,44 @@
+"""edgepose: real-time human pose estimation on edge devices (Raspberry Pi, Jetson)."""
+
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+ROOT = Path(__file__).parent
+version = {}
+for line in (ROOT / "edge" / "__init__.py").read_text().splitlines():
+    if line.startswith("__version__"):
+        version["v"] = line.split("=")[1].strip().strip('"')
+
+MODEL_FILES = [str(p.relative_to(ROOT)) for p in sorted((ROOT / "models").glob("*")) if p.is_file()]
+
+setup(
+    name="edgepose",
+    version=version["v"],
+    description="Real-time human pose estimation for edge devices: INT8 models on LiteRT or ONNX Runtime",
+    long_description=(ROOT / "README.md").read_text(encoding="utf-8") if (ROOT / "README.md").exists() else "",
+    long_description_content_type="text/markdown",
+    license="Apache-2.0",
+    python_requires=">=3.9",
+    packages=find_packages(include=["edge", "edge.*"]),
+    package_data={"edge": ["assets/samples/*.jpg", "assets/samples/*.md"]},
+    data_files=[("share/edgepose/models", MODEL_FILES)] if MODEL_FILES else [],
+    install_requires=[
+        "numpy>=1.23",
+        "opencv-python-headless>=4.8",
+        "pyyaml>=6.0",
+        "pydantic>=2.5,<3",
+    ],
+    extras_require={
+        "tflite": ["ai-edge-litert>=1.2"],
+        "onnx": ["onnxruntime>=1.17"],
+        "dev": ["pytest>=7.4"],
+        "all": ["ai-edge-litert>=1.2", "onnxruntime>=1.17"],
+    },
+    entry_points={"console_scripts": ["edgepose=edge.cli:main"]},
+    classifiers=[
+        "Programming Language :: Python :: 3",
+        "Operating System :: POSIX :: Linux",
+        "Topic :: Scientific/Engineering :: Image Recognition",
+    ],
+)
