@@ -32,7 +32,7 @@ setup(
     extras_require={
         "tflite": ["ai-edge-litert>=1.2"],
         "onnx": ["onnxruntime>=1.17"],
-        "dev": ["pytest>=7.4"],
+        "dev": ["pytest>=7.4", "onnx>=1.15"],
         "all": ["ai-edge-litert>=1.2", "onnxruntime>=1.17"],
     },
     entry_points={"console_scripts": ["edgepose=edge.cli:main"]},

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from edge.errors import ConfigError
 
@@ -40,9 +40,11 @@ class ModelConfig(_Strict):
     backend: Literal["auto", "tflite", "onnx"] = "auto"
     threads: int = Field(2, ge=1, le=64)
     providers: list[str] = Field(default_factory=lambda: ["CPUExecutionProvider"])
-    score_threshold: float = Field(0.25, ge=0, le=1, description="minimum person score")
+    score_threshold: float | None = Field(
+        None, ge=0, le=1, description="minimum person score; null = the family's default (MoveNet 0.15, YOLO 0.25)"
+    )
     keypoint_threshold: float = Field(0.2, ge=0, le=1, description="keypoints below this are low-confidence")
-    iou_threshold: float = Field(0.5, gt=0, le=1, description="NMS overlap for multi-person models")
+    iou_threshold: float = Field(0.7, gt=0, le=1, description="NMS overlap for multi-person models (Ultralytics' 0.7)")
     max_people: int = Field(10, ge=1, le=300)
     movenet_tracking: bool = Field(True, description="MoveNet: crop around the previous pose, as Google's reference does")
 
@@ -58,7 +60,109 @@ class ConsoleOutput(_Strict):
     interval_s: float = Field(1.0, gt=0, description="at most one status line per interval")
 
 
-OutputConfig = Annotated[Union[JsonlOutput, ConsoleOutput], Field(discriminator="type")]
+class _DisplayOutput(_Strict):
+    """What every output that draws skeletons shares (see edge/outputs/draw.py)."""
+
+    min_score: float = Field(0.2, ge=0, le=1, description="keypoints below this score are not drawn")
+    badge: bool = Field(True, description="draw the FPS / latency / people badge")
+
+
+class WebOutput(_DisplayOutput):
+    """HTTP live view: page, MJPEG stream, Server-Sent Events, /healthz and /metrics."""
+
+    type: Literal["web"]
+    host: str = Field("127.0.0.1", description="127.0.0.1 = this device only; 0.0.0.0 exposes it on the network")
+    port: int = Field(8080, ge=0, le=65535, description="0 = any free port")
+    token: str | None = Field(None, min_length=8, description="require 'Authorization: Bearer TOKEN' or ?token=TOKEN")
+    jpeg_quality: int = Field(80, ge=10, le=100)
+    max_fps: float = Field(15.0, gt=0, le=120, description="at most this many MJPEG frames per second per client")
+    overlay: bool = Field(True, description="draw skeletons into /stream.mjpg (?overlay=0 per request turns it off)")
+    max_clients: int = Field(16, ge=1, le=1000, description="more concurrent connections get 503")
+    client_timeout_s: float = Field(10.0, gt=0, description="a client that does not read for this long is dropped")
+    stale_after_s: float = Field(5.0, gt=0, description="/healthz turns 503 when no frame came for this long")
+
+
+class FramebufferOutput(_DisplayOutput):
+    """Annotated frames straight to a Linux framebuffer (HDMI on a kiosk with no desktop)."""
+
+    type: Literal["framebuffer"]
+    device: str = Field("/dev/fb0", description="framebuffer device; its sysfs entry is <sysfs_root>/class/graphics/fbN")
+    sysfs_root: str = Field("/sys", description="where sysfs is mounted (tests point it at a fake)")
+    pixel_format: Literal["auto", "rgb565", "xrgb8888", "xbgr8888"] = Field(
+        "auto", description="auto = from the driver (16 bpp: rgb565, 32 bpp: xrgb8888 unless the driver says otherwise)"
+    )
+
+
+class WindowOutput(_DisplayOutput):
+    """An OpenCV window: only with a GUI OpenCV build (opencv-python) and a desktop session."""
+
+    type: Literal["window"]
+    title: str = "edgepose"
+
+
+class MqttTls(_Strict):
+    """TLS to the broker: verified against ``ca_file`` (the system CAs when unset); optional client certificate."""
+
+    ca_file: str | None = Field(None, description="CA certificate (PEM) that signed the broker's certificate")
+    cert_file: str | None = Field(None, description="client certificate (PEM), for brokers that require one")
+    key_file: str | None = Field(None, description="the client certificate's private key (PEM)")
+    insecure: bool = Field(False, description="skip the hostname check (the certificate chain is still verified)")
+
+
+class MqttHass(_Strict):
+    """Home Assistant MQTT discovery: one device with people count, FPS and 'person present'."""
+
+    enabled: bool = False
+    prefix: str = Field("homeassistant", min_length=1, description="Home Assistant's discovery prefix")
+    name: str | None = Field(None, description="device name in Home Assistant (default: edgepose <device_id>)")
+
+
+class MqttOutput(_Strict):
+    """MQTT: availability with a Last Will, retained meta, per-frame poses, stats; an offline buffer. See docs/MQTT.md."""
+
+    type: Literal["mqtt"]
+    host: str = Field("localhost", min_length=1)
+    port: int | None = Field(None, ge=1, le=65535, description="default 1883, or 8883 with tls")
+    device_id: str | None = Field(None, description="default: the hostname")
+    topic_prefix: str | None = Field(None, description="default: edgepose/<device_id>")
+    client_id: str | None = Field(None, description="default: edgepose-<device_id>")
+    username: str | None = None
+    password_file: str | None = Field(None, description="file holding the password (first line)")
+    password_env: str | None = Field(None, description="environment variable holding the password")
+    password_credential: str | None = Field(
+        None, description="systemd credential name (LoadCredential=), read from $CREDENTIALS_DIRECTORY")
+    tls: MqttTls | None = None
+    qos: Literal[0, 1, 2] = 1
+    keepalive_s: int = Field(30, ge=5, le=3600)
+    mode: Literal["frames", "events"] = Field(
+        "frames", description="frames: every processed frame; events: when the person count changes, or at heartbeat_s")
+    max_rate_hz: float | None = Field(None, gt=0, description="frames mode: at most this many poses messages per second")
+    heartbeat_s: float = Field(10.0, gt=0, description="events mode: publish at least this often")
+    stats_interval_s: float = Field(10.0, gt=0)
+    buffer: int = Field(1000, ge=0, le=1_000_000, description="messages kept while disconnected; then the oldest is dropped")
+    max_inflight: int = Field(20, ge=1, le=10000, description="unacknowledged messages before new ones wait in the buffer")
+    reconnect_min_s: float = Field(1.0, gt=0)
+    reconnect_max_s: float = Field(30.0, gt=0, description="the reconnect back-off doubles up to this")
+    connect_timeout_s: float = Field(5.0, gt=0, description="required: how long start-up waits for the broker")
+    drain_timeout_s: float = Field(2.0, ge=0, description="on stop: how long to wait for unacknowledged messages")
+    required: bool = Field(False, description="refuse to start (exit 2) when the broker rejects the credentials or TLS")
+    hass: MqttHass = Field(default_factory=MqttHass)
+
+    @model_validator(mode="after")
+    def _check(self) -> "MqttOutput":
+        sources = [k for k in ("password_file", "password_env", "password_credential") if getattr(self, k)]
+        if len(sources) > 1:
+            raise ValueError(f"set only one of {', '.join(sources)}")
+        if sources and not self.username:
+            raise ValueError(f"{sources[0]} is set but username is not; MQTT sends a password only with a username")
+        if self.reconnect_max_s < self.reconnect_min_s:
+            raise ValueError("reconnect_max_s must be >= reconnect_min_s")
+        return self
+
+
+OutputConfig = Annotated[
+    Union[JsonlOutput, ConsoleOutput, WebOutput, FramebufferOutput, WindowOutput, MqttOutput], Field(discriminator="type")
+]
 
 
 class PipelineConfig(_Strict):
@@ -80,7 +184,8 @@ class Config(_Strict):
 
 
 def _describe(err: dict[str, Any]) -> str:
-    path = ".".join(str(p) for p in err["loc"] if not (isinstance(p, str) and p in ("jsonl", "console")))
+    tags = ("jsonl", "console", "web", "framebuffer", "window", "mqtt")  # union tags pydantic puts in the path
+    path = ".".join(str(p) for p in err["loc"] if not (isinstance(p, str) and p in tags))
     value = err.get("input")
     kind = err["type"]
     if kind == "extra_forbidden":

@@ -1,0 +1,76 @@
+"""Shared fixtures: the real models and data in ../shared, and a strict mode for CI.
+
+When ../shared (or a tool a test needs) is missing, tests skip on a developer's machine but
+FAIL in CI: .ci/run sets EDGEPOSE_REQUIRE_SHARED=1 so that nothing passes by skipping.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED = Path(os.environ.get("EDGEPOSE_SHARED", ROOT.parent / "shared"))
+STRICT = os.environ.get("EDGEPOSE_REQUIRE_SHARED") == "1"
+
+
+def need(condition: bool, why: str) -> None:
+    """Skip (developer machine) or fail (CI) when a required asset or tool is missing."""
+    if condition:
+        return
+    if STRICT:
+        pytest.fail(f"required for this test but missing: {why}", pytrace=False)
+    pytest.skip(why)
+
+
+@pytest.fixture(scope="session")
+def shared() -> Path:
+    need(SHARED.is_dir(), f"{SHARED} (the shared models and data) is not there")
+    return SHARED
+
+
+@pytest.fixture(scope="session")
+def models_dir(shared: Path) -> Path:
+    return shared / "models"
+
+
+@pytest.fixture(scope="session")
+def data_dir(shared: Path) -> Path:
+    return shared / "data"
+
+
+@pytest.fixture(scope="session")
+def movenet_tflite(models_dir: Path) -> Path:
+    p = models_dir / "movenet_singlepose_lightning_int8_4.tflite"
+    need(p.is_file(), str(p))
+    return p
+
+
+@pytest.fixture(scope="session")
+def yolo_tflite(models_dir: Path) -> Path:
+    p = models_dir / "yolo11n-pose_int8.tflite"
+    need(p.is_file(), str(p))
+    return p
+
+
+@pytest.fixture(scope="session")
+def yolo_onnx(models_dir: Path) -> Path:
+    p = models_dir / "onnx" / "yolo11n-pose_int8_nhwc.onnx"
+    need(p.is_file(), str(p))
+    return p
+
+
+@pytest.fixture(scope="session")
+def shipped_movenet() -> Path:
+    p = ROOT / "models" / "movenet-lightning-int8.tflite"
+    need(p.is_file(), f"{p} (build it with: python3 scripts/build_models.py)")
+    return p
+
+
+@pytest.fixture(scope="session")
+def walk_clip(data_dir: Path) -> Path:
+    p = data_dir / "video" / "intel_walk.mkv"
+    need(p.is_file(), str(p))
+    return p

@@ -1,0 +1,161 @@
+"""Pipeline mechanics: latest-frame slot, drop-oldest sink queues, stage errors, clean stops."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from edge.config import Config
+from edge.errors import SourceError
+from edge.pipeline import FrameSlot, Pipeline, SinkWorker, load_model
+from edge.stats import Stats
+from edge.types import Frame, PoseResult
+
+
+def _frame(i: int) -> Frame:
+    return Frame(np.zeros((4, 4, 3), np.uint8), i, time.monotonic_ns(), time.time())
+
+
+def test_slot_keeps_only_the_newest_frame_and_counts_drops():
+    stats, stop = Stats(), threading.Event()
+    slot = FrameSlot(stats, stop)
+    for i in range(5):
+        slot.put(_frame(i), wait_for_reader=False)
+    assert slot.get().index == 4
+    assert stats.drops["capture"] == 4
+    assert slot.get() is None  # empty: returns after the poll interval
+
+
+def test_slot_back_pressure_loses_nothing():
+    stats, stop = Stats(), threading.Event()
+    slot = FrameSlot(stats, stop)
+    got = []
+
+    def reader():
+        while len(got) < 50:
+            f = slot.get()
+            if f is not None:
+                got.append(f.index)
+                time.sleep(0.001)
+
+    t = threading.Thread(target=reader)
+    t.start()
+    for i in range(50):
+        slot.put(_frame(i), wait_for_reader=True)
+    t.join(5)
+    assert got == list(range(50)) and stats.drops["capture"] == 0
+
+
+class SlowSink:
+    name = "slow"
+
+    def __init__(self, delay: float):
+        self.delay, self.seen = delay, []
+
+    def open(self, meta):
+        pass
+
+    def write(self, result):
+        time.sleep(self.delay)
+        self.seen.append(result.frame.index)
+
+    def close(self):
+        pass
+
+
+def test_sink_queue_drops_oldest_and_counts():
+    stats = Stats()
+    sink = SlowSink(0.05)
+    worker = SinkWorker(sink, maxlen=3, stats=stats)
+    worker.thread.start()
+    for i in range(20):
+        worker.put(PoseResult(_frame(i), []))
+    worker.finish()
+    worker.thread.join(5)
+    assert sink.seen[-1] == 19  # the newest always arrives
+    assert len(sink.seen) + stats.drops["sink:slow"] == 20
+
+
+class FailingSink(SlowSink):
+    name = "failing"
+
+    def write(self, result):
+        raise OSError("disk full")
+
+
+def _cfg(path, clip, **pipeline):
+    return Config.model_validate({"model": {"path": str(path)}, "source": {"type": "file", "path": str(clip), "realtime": False},
+                                  "outputs": [], "pipeline": pipeline})
+
+
+def test_slow_and_failing_sinks_never_stall_inference(movenet_tflite, walk_clip):
+    cfg = _cfg(movenet_tflite, walk_clip, sink_queue=2)
+    slow, failing = SlowSink(0.2), FailingSink(0)
+    p = Pipeline(cfg, sinks=[slow, failing])
+    t0 = time.monotonic()
+    p.run()
+    assert p.stats.frames_processed == 89
+    assert time.monotonic() - t0 < 0.2 * 89 / 2  # far faster than the slow sink could take every frame
+    assert p.stats.drops["sink:failing"] == 89
+    assert p.stats.drops["sink:slow"] + len(slow.seen) == 89
+
+
+def test_max_frames_and_stage_timings(movenet_tflite, walk_clip):
+    got = []
+
+    class Collect(SlowSink):
+        name = "collect"
+
+        def write(self, result):
+            got.append(result)
+
+    p = Pipeline(_cfg(movenet_tflite, walk_clip, max_frames=10), sinks=[Collect(0)])
+    p.run()
+    assert [r.frame.index for r in got] == list(range(10))
+    for r in got:
+        assert {"prepare", "infer", "decode"} <= set(r.timings_ms) and all(v > 0 for v in r.timings_ms.values())
+        assert r.latency_ms > 0 and len(r.poses) == 1
+
+
+class BrokenSource:
+    name = "broken"
+    continuous = True
+    live = True
+    fps = None
+
+    def __init__(self):
+        self.n = 0
+
+    def open(self):
+        pass
+
+    def read(self):
+        self.n += 1
+        if self.n > 3:
+            raise SourceError("camera unplugged")
+        return np.zeros((48, 64, 3), np.uint8), time.monotonic_ns()
+
+    def close(self):
+        pass
+
+
+def test_source_failure_stops_pipeline_and_is_reported(movenet_tflite, walk_clip):
+    p = Pipeline(_cfg(movenet_tflite, walk_clip), source=BrokenSource(), sinks=[])
+    with pytest.raises(SourceError, match="unplugged"):
+        p.run()
+    assert p.stats.source_state == "failed"
+
+
+def test_stop_returns_quickly_on_a_live_source(movenet_tflite, walk_clip):
+    cfg = Config.model_validate({"model": {"path": str(movenet_tflite)},
+                                 "source": {"type": "file", "path": str(walk_clip), "loop": True}, "outputs": []})
+    p = Pipeline(cfg, model=load_model(cfg)).start()
+    time.sleep(0.5)
+    t0 = time.monotonic()
+    p.stop()
+    assert time.monotonic() - t0 < 1.0
+    assert not any(t.is_alive() for t in threading.enumerate() if t.name in ("capture", "inference"))
+    assert p.stats.frames_processed > 0
