@@ -103,9 +103,11 @@ def match_people(poses: list[Pose], people: list[Person]) -> list[np.ndarray | N
     return matched
 
 
-def predictions(model, samples: list[Sample], crops: bool) -> list[tuple[Person, np.ndarray | None]]:
-    """Run ``model`` (edge.pipeline.Model) and pair every labelled person with its prediction."""
-    out: list[tuple[Person, np.ndarray | None]] = []
+def detect(model, samples: list[Sample], crops: bool, progress=None) -> list[tuple[list[Pose], list[Person]]]:
+    """Run ``model`` (edge.pipeline.Model): per unit (an image, or a person crop) its poses in image pixels
+    and the labelled people they are judged against."""
+    units: list[tuple[list[Pose], list[Person]]] = []
+    total = sum(len(s.people) for s in samples) if crops else len(samples)
     for s in samples:
         if crops:
             for person in s.people:
@@ -114,16 +116,31 @@ def predictions(model, samples: list[Sample], crops: bool) -> list[tuple[Person,
                 patch, t = crop_square(s.image, box, (side, side))  # native resolution: the model resizes
                 model.family.reset()
                 poses, _ = model.infer(Frame(patch, 0, time.monotonic_ns(), time.time()))
-                kp = None
-                if poses:
-                    kp = poses[0].keypoints.copy()
-                    kp[:, :2] = t.to_frame(kp[:, :2])
-                out.append((person, kp))
+                for p in poses:
+                    p.keypoints[:, :2] = t.to_frame(p.keypoints[:, :2])
+                    p.bbox = Pose.box_from_keypoints(p.keypoints)
+                units.append((poses[:1], [person]))
+                if progress:
+                    progress(len(units), total)
         else:
             model.family.reset()
             poses, _ = model.infer(Frame(s.image, 0, time.monotonic_ns(), time.time()))
-            out.extend(zip(s.people, match_people(poses, s.people)))
-    return out
+            units.append((poses, s.people))
+            if progress:
+                progress(len(units), total)
+    return units
+
+
+def pair_up(units: list[tuple[list[Pose], list[Person]]]) -> list[tuple[Person, np.ndarray | None]]:
+    """Every labelled person with its matched prediction (or None)."""
+    pairs: list[tuple[Person, np.ndarray | None]] = []
+    for poses, people in units:
+        pairs.extend(zip(people, match_people(poses, people)))
+    return pairs
+
+
+def predictions(model, samples: list[Sample], crops: bool) -> list[tuple[Person, np.ndarray | None]]:
+    return pair_up(detect(model, samples, crops))
 
 
 def pck(pairs: list[tuple[Person, np.ndarray | None]], alpha: float = 0.1) -> float:
@@ -131,3 +148,111 @@ def pck(pairs: list[tuple[Person, np.ndarray | None]], alpha: float = 0.1) -> fl
     correct = sum(h[0] for h in hits)
     total = sum(h[1] for h in hits)
     return correct / total if total else 0.0
+
+
+# -- COCO keypoint metrics ---------------------------------------------------------------------
+COCO_SIGMAS = np.array([.26, .25, .25, .35, .35, .79, .79, .72, .72, .62, .62, 1.07, 1.07, .87, .87, .89, .89]) / 10.0
+
+
+def load_coco_json(annotations: str | Path, images_dir: str | Path) -> list[Sample]:
+    """COCO person_keypoints JSON (bbox x, y, w, h; keypoints 17 x (x, y, v) in pixels)."""
+    import json
+
+    data = json.loads(Path(annotations).read_text(encoding="utf-8"))
+    by_image: dict[int, list[Person]] = {}
+    for a in data.get("annotations", []):
+        if a.get("iscrowd") or not a.get("num_keypoints", 1):
+            continue
+        x, y, w, h = a["bbox"]
+        kp = np.asarray(a["keypoints"], dtype=np.float32).reshape(-1, 3)
+        by_image.setdefault(a["image_id"], []).append(Person((x, y, x + w, y + h), kp))
+    samples = []
+    for img in data.get("images", []):
+        path = Path(images_dir) / img["file_name"]
+        image = to_rgb8(cv2.imread(str(path), cv2.IMREAD_UNCHANGED), bgr=True, what=str(path))
+        samples.append(Sample(path, image, by_image.get(img["id"], [])))
+    return samples
+
+
+def oks(pred: np.ndarray, person: Person) -> float:
+    """Object keypoint similarity with the COCO sigmas; area = 0.53 x box area, as Ultralytics uses for YOLO labels."""
+    vis = person.keypoints[:, 2] > 0
+    if not vis.any():
+        return 0.0
+    x1, y1, x2, y2 = person.box
+    area = max((x2 - x1) * (y2 - y1) * 0.53, 1e-6)
+    d2 = ((pred[:, :2] - person.keypoints[:, :2]) ** 2).sum(axis=1)
+    k2 = (2 * COCO_SIGMAS[: len(d2)]) ** 2
+    return float(np.exp(-d2[vis] / (2 * area * k2[vis])).mean())
+
+
+def average_precision(scored: list[tuple[float, float]], n_gt: int, threshold: float) -> float:
+    """COCO 101-point AP from (score, best OKS of that prediction) pairs, greedy-matched per image."""
+    if n_gt == 0:
+        return 0.0
+    scored = sorted(scored, key=lambda s: -s[0])
+    tp = np.array([1.0 if o >= threshold else 0.0 for _, o in scored])
+    if len(tp) == 0:
+        return 0.0
+    ctp = np.cumsum(tp)
+    recall = ctp / n_gt
+    precision = ctp / np.arange(1, len(tp) + 1)
+    precision = np.maximum.accumulate(precision[::-1])[::-1]
+    points = np.linspace(0, 1, 101)
+    idx = np.searchsorted(recall, points, side="left")
+    return float(np.mean([precision[i] if i < len(precision) else 0.0 for i in idx]))
+
+
+def oks_ap(per_image: list[tuple[list, list[Person]]]) -> dict[str, float]:
+    """AP (mean over OKS 0.50:0.95), AP50 and AP75 over images of (poses, ground truth)."""
+    thresholds = np.arange(0.5, 0.96, 0.05)
+    n_gt = sum(len(gt) for _, gt in per_image)
+    aps = []
+    for thr in thresholds:
+        scored = []
+        for poses, gt in per_image:
+            used: set[int] = set()
+            for pose in sorted(poses, key=lambda p: -p.score):
+                sims = [(oks(pose.keypoints, g), gi) for gi, g in enumerate(gt) if gi not in used]
+                best, gi = max(sims, default=(0.0, -1))
+                if best >= thr:
+                    used.add(gi)
+                scored.append((pose.score, best))
+        aps.append(average_precision(scored, n_gt, thr))
+    return {"AP": float(np.mean(aps)), "AP50": aps[0], "AP75": aps[5]}
+
+
+def per_keypoint_pck(pairs: list[tuple[Person, np.ndarray | None]], alpha: float = 0.1) -> list[float | None]:
+    """PCK per keypoint index (None where no keypoint of that index is visible)."""
+    k = len(pairs[0][0].keypoints) if pairs else 0
+    hits, totals = np.zeros(k), np.zeros(k)
+    for person, pred in pairs:
+        vis = person.keypoints[:, 2] > 0
+        totals += vis
+        if pred is not None:
+            d = np.linalg.norm(pred[:, :2] - person.keypoints[:, :2], axis=1)
+            hits += vis & (d <= alpha * person.diagonal)
+    return [float(h / t) if t else None for h, t in zip(hits, totals)]
+
+
+def evaluate(model, samples: list[Sample], crops: bool, names: tuple[str, ...], progress=None,
+             pck_min_score: float = 0.0) -> dict:
+    """The full report: OKS AP/AP50/AP75, PCK@0.05/0.1 and a per-keypoint PCK@0.1 table.
+
+    AP ranks every prediction by score; PCK only counts people the model would report at its
+    operating threshold ``pck_min_score``, so low-score guesses cannot inflate it.
+    """
+    units = detect(model, samples, crops, progress)
+    pairs = pair_up([([p for p in poses if p.score >= pck_min_score], people) for poses, people in units])
+    per_kp = per_keypoint_pck(pairs, 0.1)
+    return {
+        "protocol": ("single-person model: evaluated on ground-truth person crops (side 1.25 x max(w, h), centred "
+                     "on each labelled box)") if crops else "multi-person model: evaluated on whole images",
+        "images": len(samples),
+        "people": sum(len(s.people) for s in samples),
+        **{k: round(v, 4) for k, v in oks_ap(units).items()},
+        "PCK@0.05": round(pck(pairs, 0.05), 4),
+        "PCK@0.1": round(pck(pairs, 0.1), 4),
+        "per_keypoint_PCK@0.1": {names[i] if i < len(names) else str(i): (round(v, 4) if v is not None else None)
+                                 for i, v in enumerate(per_kp)},
+    }

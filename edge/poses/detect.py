@@ -7,7 +7,7 @@ from edge.poses.base import REGISTRY, FamilyOptions, ModelSignature, PoseFamily
 
 
 def _load_builtin() -> None:
-    from edge.poses import movenet, yolo  # noqa: F401  (register built-in families)
+    from edge.poses import blazepose, movenet, multipose, yolo  # noqa: F401  (register built-in families)
 
 
 def describe(sig: ModelSignature) -> str:
@@ -22,8 +22,10 @@ def detect_family(sig: ModelSignature, model_name: str = "model") -> str:
     if not found:
         raise ModelError(
             f"{model_name}: its tensors match no supported pose family ({describe(sig)}). "
-            f"Supported: movenet (input [1,S,S,3], output [1,1,17,3]); yolo (YOLOv8/YOLO11-pose, "
-            "output [1,56,N] or [1,N,56]). If it is one of these with an unusual layout, pass --family."
+            "Supported: movenet (MoveNet SinglePose: input [1,S,S,3], output [1,1,17,3]); movenet_multipose "
+            "(output [1,6,56]); yolo (YOLOv8/YOLO11-pose: output [1,56,N] or [1,N,56]); yolo_e2e (YOLO26-pose "
+            "end-to-end: output [1,300,57]); blazepose (MediaPipe pose landmark model: input [1,256,256,3], outputs "
+            "[1,195] + [1,1] + ...). If it is one of these with an unusual layout, pass --family."
         )
     return found[0]
 

@@ -1,8 +1,12 @@
-"""Ultralytics YOLO-pose in the YOLOv8/YOLO11 layout: [1, 4+1+K*3, N] (or transposed [1, N, 56]).
+"""Ultralytics YOLO-pose, both output layouts:
 
-Rows: cx, cy, w, h, person score, then K x (x, y, visibility). Coordinates are in input
-pixels (ONNX exports) or normalised 0..1 (TFLite exports); the input is NCHW or NHWC.
-Every combination is handled: the layout comes from the tensors, the scale from the values.
+- YOLOv8/YOLO11 ``[1, 4+1+K*3, N]`` (or transposed ``[1, N, 56]``): cx, cy, w, h, person score,
+  then K x (x, y, visibility); decoded with NMS.
+- YOLO26 end-to-end ``[1, 300, 6+K*3]``: x1, y1, x2, y2, score, class, then K x 3; no NMS.
+
+Coordinates are in input pixels (ONNX exports) or normalised 0..1 (TFLite exports); the input
+is NCHW or NHWC. Every combination is handled: the layout comes from the tensors (and the
+Ultralytics metadata embedded in the file), the scale from the values.
 """
 
 from __future__ import annotations
@@ -48,11 +52,16 @@ def channel_axis(shape: tuple, channels: int) -> int | None:
     return None
 
 
+def _single_image_io(sig: ModelSignature) -> bool:
+    return len(sig.inputs) == 1 and len(sig.outputs) == 1 and len(sig.inputs[0].shape) == 4
+
+
 def _matches(sig: ModelSignature) -> bool:
-    if len(sig.inputs) != 1 or len(sig.outputs) != 1 or len(sig.inputs[0].shape) != 4:
-        return False
-    channels = 5 + keypoint_count(sig) * 3
-    return channel_axis(sig.outputs[0].shape, channels) is not None
+    return _single_image_io(sig) and channel_axis(sig.outputs[0].shape, 5 + keypoint_count(sig) * 3) is not None
+
+
+def _matches_end2end(sig: ModelSignature) -> bool:
+    return _single_image_io(sig) and channel_axis(sig.outputs[0].shape, 6 + keypoint_count(sig) * 3) is not None
 
 
 class YoloPose:
@@ -61,13 +70,15 @@ class YoloPose:
     edges = COCO17_EDGES
     default_score_threshold = 0.25  # Ultralytics' predict default
 
+    head = 5  # values before the keypoints: cx, cy, w, h, score
+
     def __init__(self, sig: ModelSignature, options: FamilyOptions):
         imgsz = _meta_literal(sig.metadata, "imgsz")
         default = (int(imgsz[1]), int(imgsz[0])) if isinstance(imgsz, (list, tuple)) and len(imgsz) == 2 else (640, 640)
         self.layout, w, h = image_input_layout(sig.inputs[0], default)
         self.size = (w, h)
         self.kpts = keypoint_count(sig)
-        self.channels = 5 + self.kpts * 3
+        self.channels = self.head + self.kpts * 3
         self.axis = channel_axis(sig.outputs[0].shape, self.channels)
         if self.kpts != 17:
             self.keypoint_names = tuple(f"kp{i}" for i in range(self.kpts))
@@ -103,26 +114,51 @@ class YoloPose:
             w, h = self.size
             rows[:, [0, 2]] *= w
             rows[:, [1, 3]] *= h
-            rows[:, 5::3] *= w
-            rows[:, 6::3] *= h
+            rows[:, self.head::3] *= w
+            rows[:, self.head + 1::3] *= h
         return rows
+
+    def boxes(self, rows: np.ndarray) -> np.ndarray:
+        """(N,4) x1, y1, x2, y2 in input pixels."""
+        cx, cy, bw, bh = rows[:, 0], rows[:, 1], rows[:, 2], rows[:, 3]
+        return np.stack([cx - bw / 2, cy - bh / 2, cx + bw / 2, cy + bh / 2], axis=1)
+
+    def select(self, boxes: np.ndarray, scores: np.ndarray) -> np.ndarray:
+        return nms(boxes, scores, self.options.iou_threshold, self.options.max_people)
 
     def decode(self, outputs: list[np.ndarray], transform: Transform) -> list[Pose]:
         rows = self.candidates(outputs[0])
         if len(rows) == 0:
             return []
-        cx, cy, bw, bh = rows[:, 0], rows[:, 1], rows[:, 2], rows[:, 3]
-        boxes = np.stack([cx - bw / 2, cy - bh / 2, cx + bw / 2, cy + bh / 2], axis=1)
-        keep = nms(boxes, rows[:, 4], self.options.iou_threshold, self.options.max_people)
+        boxes = self.boxes(rows)
+        keep = self.select(boxes, rows[:, 4])
         poses = []
         for i in keep:
-            kp = rows[i, 5:].reshape(self.kpts, 3).copy()
+            kp = rows[i, self.head:].reshape(self.kpts, 3).copy()
             kp[:, :2] = transform.to_frame(kp[:, :2])
             b = transform.to_frame(boxes[i].reshape(2, 2)).reshape(4)
             b[[0, 2]] = np.clip(b[[0, 2]], 0, transform.frame_w)
             b[[1, 3]] = np.clip(b[[1, 3]], 0, transform.frame_h)
             poses.append(Pose(kp, float(rows[i, 4]), bbox=tuple(b.tolist())))
         return poses
+
+
+class YoloEnd2End(YoloPose):
+    """YOLO26-pose end-to-end export: boxes are already x1, y1, x2, y2 and de-duplicated."""
+
+    name = "yolo_e2e"
+    head = 6  # x1, y1, x2, y2, score, class
+
+    def boxes(self, rows: np.ndarray) -> np.ndarray:
+        return rows[:, :4].copy()
+
+    def select(self, boxes: np.ndarray, scores: np.ndarray) -> np.ndarray:
+        return np.argsort(-scores, kind="stable")[: self.options.max_people]
+
+
+@register("yolo_e2e", _matches_end2end)
+def make_yolo_e2e(sig: ModelSignature, options: FamilyOptions) -> YoloEnd2End:
+    return YoloEnd2End(sig, options)
 
 
 @register("yolo", _matches)

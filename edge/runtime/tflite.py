@@ -111,6 +111,10 @@ class TFLiteBackend:
         it.invoke()
         return [from_output(it.get_tensor(d["index"]), s) for d, s in zip(self._out, self.outputs)]
 
+    def tensor_details(self) -> list[dict]:
+        """Every tensor of the graph with its dtype and quantization (for `models check`)."""
+        return self._it.get_tensor_details()
+
     def close(self) -> None:
         self._it = None
 

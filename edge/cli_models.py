@@ -1,0 +1,139 @@
+"""Model-facing subcommands: `edgepose models list|info|pull|verify|check` and `edgepose eval`.
+
+Kept apart from cli.py so the run path stays small; each handler returns an exit code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from edge.errors import ModelError
+
+
+def add_parsers(sub) -> None:
+    models = sub.add_parser("models", help="the model zoo, downloads and model checks")
+    msub = models.add_subparsers(dest="models_command", required=True)
+    msub.add_parser("list", help="list the zoo's models and whether they are here")
+    info = msub.add_parser("info", help="everything the zoo knows about one model")
+    info.add_argument("id")
+    pull = msub.add_parser("pull", help="download a zoo model into the cache (verified by sha256, resumable)")
+    pull.add_argument("id")
+    pull.add_argument("--from", dest="mirror", metavar="DIR_OR_URL", help="a local folder or URL that mirrors the files")
+    pull.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    msub.add_parser("verify", help="check the sha256 of every zoo model that is here")
+    check = msub.add_parser("check", help="load a model, show its tensors and quantization, flag degenerate output")
+    check.add_argument("model", help="model file or zoo id")
+    check.add_argument("--backend", default="auto", choices=["auto", "tflite", "onnx"])
+    check.add_argument("--family", default="auto")
+    check.add_argument("--threads", type=int, default=2)
+    check.add_argument("--json", action="store_true")
+
+    ev = sub.add_parser("eval", help="accuracy on a labelled set: OKS AP, AP50, AP75, PCK@0.05/0.1 per keypoint")
+    ev.add_argument("--model", required=True, help="model file or zoo id")
+    ev.add_argument("--data", required=True, help="a YOLO-pose folder (images/, labels/) or a COCO person_keypoints JSON")
+    ev.add_argument("--images", help="with a COCO JSON: the folder of its images")
+    ev.add_argument("--backend", default="auto", choices=["auto", "tflite", "onnx"])
+    ev.add_argument("--family", default="auto")
+    ev.add_argument("--threads", type=int, default=2)
+    ev.add_argument("--json", action="store_true")
+
+
+def _models(args: argparse.Namespace) -> int:
+    from edge import zoo
+
+    out = sys.stdout
+    if args.models_command == "list":
+        here = {i: (s, p) for i, s, p in zoo.verify()}
+        out.write(f"{'id':34} {'family':18} {'input':26} {'licence':11} {'here':8}\n")
+        for e in zoo.load_zoo().values():
+            out.write(f"{e.id:34} {e.family:18} {e.input:26} {e.license:11} {here[e.id][0]:8}\n")
+        out.write(f"cache: {zoo.cache_dir()}\n")
+        return 0
+    if args.models_command == "info":
+        entries = zoo.load_zoo()
+        if args.id not in entries:
+            raise ModelError(f"unknown zoo id '{args.id}'; see: edgepose models list")
+        for k, v in vars(entries[args.id]).items():
+            out.write(f"{k}: {v}\n")
+        path = zoo.local_file(entries[args.id])
+        out.write(f"local file: {path or 'not downloaded (edgepose models pull ' + args.id + ')'}\n")
+        return 0
+    if args.models_command == "pull":
+        path = zoo.pull(args.id, mirror=args.mirror, progress=not args.quiet)
+        out.write(f"{args.id}: {path} (sha256 verified)\n")
+        return 0
+    if args.models_command == "verify":
+        rows = zoo.verify()
+        for i, status, path in rows:
+            out.write(f"{i:34} {status:9} {path or ''}\n")
+        return 2 if any(s == "MISMATCH" for _, s, _ in rows) else 0
+    from edge.modelcheck import check_model, format_report
+
+    report = check_model(zoo.resolve_model(args.model), args.backend, args.family, args.threads)
+    out.write(json.dumps(report.to_dict(), indent=2) + "\n" if args.json else format_report(report) + "\n")
+    if not report.ok:
+        sys.stderr.write("edgepose: the model's output is degenerate: " + "; ".join(report.problems) + "\n")
+        return 2
+    return 0
+
+
+def _progress(label: str):
+    if not sys.stderr.isatty():
+        return None
+
+    def show(done: int, total: int) -> None:
+        sys.stderr.write(f"\r{label} {done}/{total}")
+        if done >= total:
+            sys.stderr.write("\n")
+        sys.stderr.flush()
+
+    return show
+
+
+def _eval(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from edge.config import Config
+    from edge.evaluate import evaluate, load_coco_json, load_yolo_pose
+    from edge.pipeline import load_model
+
+    cfg = Config.model_validate({"model": {"path": args.model, "backend": args.backend, "family": args.family,
+                                           "threads": args.threads, "score_threshold": 0.0, "movenet_tracking": False}})
+    model = load_model(cfg)
+    data = Path(args.data)
+    if data.suffix == ".json":
+        if not args.images:
+            raise ModelError("eval: a COCO JSON needs --images DIR (the folder of its images)")
+        samples = load_coco_json(data, args.images)
+    elif (data / "images").is_dir():
+        samples = load_yolo_pose(data)
+    else:
+        raise ModelError(f"eval: {data} is neither a YOLO-pose folder (images/, labels/) nor a COCO JSON file")
+    if not samples:
+        raise ModelError(f"eval: no labelled images found in {data}")
+    single = model.family.name in ("movenet", "blazepose")
+    operating = 0.0
+    if not single:  # multi-person: keep low-score people so AP sees the whole precision-recall curve
+        operating = getattr(model.family, "default_score_threshold", 0.25)
+        model.family.score_threshold = 0.01
+    report = evaluate(model, samples, crops=single, names=model.family.keypoint_names, progress=_progress("eval"),
+                      pck_min_score=operating)
+    report = {"model": str(model.path), "family": model.family.name, "runtime": model.backend.runtime, **report}
+    if args.json:
+        sys.stdout.write(json.dumps(report, indent=2) + "\n")
+        return 0
+    w = sys.stdout.write
+    w(f"model: {report['model']} ({report['family']}, {report['runtime']})\n")
+    w(f"data: {data} - {report['images']} images, {report['people']} people\n{report['protocol']}\n")
+    w(f"OKS AP {report['AP']:.3f}   AP50 {report['AP50']:.3f}   AP75 {report['AP75']:.3f}   "
+      f"PCK@0.05 {report['PCK@0.05']:.3f}   PCK@0.1 {report['PCK@0.1']:.3f}\n")
+    w(f"{'keypoint':16} PCK@0.1\n")
+    for name, v in report["per_keypoint_PCK@0.1"].items():
+        w(f"{name:16} {'-' if v is None else f'{v:.3f}'}\n")
+    return 0
+
+
+def run(args: argparse.Namespace) -> int:
+    return _models(args) if args.command == "models" else _eval(args)

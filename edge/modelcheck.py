@@ -1,0 +1,185 @@
+"""`edgepose models check`: is this model usable, before it reaches a device?
+
+A quantized pose model that loads, runs and silently finds nobody is the most common failure
+in this field (INT8 exports whose score channel collapsed to 0). This loads the model, shows
+its tensors, family and quantization, runs it on the reference images shipped with the
+package and calls the output degenerate when every score is ~0, the outputs are constant, or
+they hold NaN/Inf.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from edge.capture.base import SAMPLE_DIR, to_rgb8
+from edge.errors import ModelError
+from edge.poses.base import FamilyOptions, ModelSignature
+from edge.poses.detect import make_family
+from edge.runtime.base import Backend, BackendOptions, load_backend
+from edge.types import Frame
+
+MIN_SCORE = 0.05  # a person on a reference image must score above this
+
+
+@dataclass
+class ImageResult:
+    image: str
+    people: int
+    max_score: float
+    finite: bool
+
+
+@dataclass
+class CheckReport:
+    path: str
+    runtime: str
+    family: str
+    inputs: list[str]
+    outputs: list[str]
+    quantization: dict
+    images: list[ImageResult] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def to_dict(self) -> dict:
+        return {
+            "path": self.path, "runtime": self.runtime, "family": self.family, "inputs": self.inputs,
+            "outputs": self.outputs, "quantization": self.quantization, "ok": self.ok, "problems": self.problems,
+            "images": [vars(r) for r in self.images],
+        }
+
+
+def _tflite_quantization(backend) -> dict:
+    details = backend.tensor_details()
+    kinds: Counter[str] = Counter()
+    quantized = []
+    for d in details:
+        dtype = np.dtype(d["dtype"])
+        scales = d.get("quantization_parameters", {}).get("scales", [])
+        if np.issubdtype(dtype, np.integer) and len(scales):
+            kinds["int8" if dtype.itemsize == 1 else f"int{8 * dtype.itemsize}"] += 1
+            zps = d["quantization_parameters"]["zero_points"]
+            quantized.append({"name": d["name"], "dtype": dtype.name, "scale": float(scales[0]),
+                              "zero_point": int(zps[0]) if len(zps) else 0, "per_channel": len(scales) > 1})
+        elif np.issubdtype(dtype, np.floating):
+            kinds[dtype.name] += 1
+    return _classify(kinds, quantized, float_key="float32", note="tensor counts by type")
+
+
+def _onnx_quantization(path: Path) -> dict:
+    try:
+        import onnx
+    except ImportError:
+        return {"kind": "unknown", "note": "install the 'onnx' package (pip install 'edgepose[onnx]') to inspect"}
+    model = onnx.load(str(path), load_external_data=False)
+    ops = Counter(n.op_type for n in model.graph.node)
+    inits = {i.name: i for i in model.graph.initializer}
+    quantized = []
+    for node in model.graph.node:
+        if node.op_type in ("QuantizeLinear", "DequantizeLinear") and len(node.input) >= 2:
+            scale = inits.get(node.input[1])
+            zp = inits.get(node.input[2]) if len(node.input) > 2 else None
+            if scale is not None:
+                s = onnx.numpy_helper.to_array(scale).ravel()
+                z = onnx.numpy_helper.to_array(zp).ravel() if zp is not None else np.zeros(1, np.int8)
+                quantized.append({"name": node.input[0], "op": node.op_type, "dtype": z.dtype.name,
+                                  "scale": float(s[0]) if s.size else 0.0,
+                                  "zero_point": int(z[0]) if z.size else 0, "per_channel": s.size > 1})
+    kinds = Counter({"qdq_nodes": ops["QuantizeLinear"] + ops["DequantizeLinear"],
+                     "dynamic_quantize": ops["DynamicQuantizeLinear"] + ops["MatMulInteger"] + ops["ConvInteger"],
+                     "float_compute": sum(ops[o] for o in ("Conv", "MatMul", "Gemm"))})
+    result = {"kind": "float", "ops": dict(ops.most_common(10)), "quantized_tensors": quantized[:200],
+              "quantized_tensor_count": len(quantized)}
+    if kinds["dynamic_quantize"]:
+        result["kind"] = "INT8 (dynamic)"
+    elif kinds["qdq_nodes"]:
+        q_out = ops["QuantizeLinear"]
+        result["kind"] = "INT8 (QDQ)" if q_out else "mixed (INT8 weights, float activations)"
+    return result
+
+
+def _classify(kinds: Counter, quantized: list, float_key: str, note: str) -> dict:
+    n_int, n_float = sum(v for k, v in kinds.items() if k.startswith("int")), kinds.get(float_key, 0)
+    if not n_int:
+        kind = "float"
+    elif n_float > n_int:
+        kind = "mixed (INT8 weights, mostly float activations)"
+    elif n_float:
+        kind = "INT8 (with float input/output or tail)"
+    else:
+        kind = "INT8"
+    return {"kind": kind, "tensors": dict(kinds), "note": note, "quantized_tensors": quantized[:200],
+            "quantized_tensor_count": len(quantized)}
+
+
+def quantization(backend: Backend) -> dict:
+    if backend.runtime == "tflite":
+        return _tflite_quantization(backend)
+    return _onnx_quantization(backend.path)
+
+
+def reference_images() -> list[Path]:
+    return sorted(SAMPLE_DIR.glob("*.jpg"))
+
+
+def check_model(path: str | Path, backend: str = "auto", family: str = "auto", threads: int = 2) -> CheckReport:
+    """Load, identify and exercise a model; ``report.problems`` lists what is wrong in plain words."""
+    b = load_backend(path, backend, BackendOptions(threads=threads))
+    sig = ModelSignature(b.inputs, b.outputs, b.metadata)
+    fam = make_family(sig, FamilyOptions(score_threshold=0.01), family, model_name=str(path))
+    report = CheckReport(str(path), b.runtime, fam.name, [s.describe() for s in b.inputs],
+                         [s.describe() for s in b.outputs], quantization(b))
+    images = reference_images()
+    if not images:
+        raise ModelError(f"the reference images are missing from {SAMPLE_DIR}; reinstall edgepose")
+    raw_outputs = []
+    for img_path in images:
+        rgb = to_rgb8(cv2.imread(str(img_path), cv2.IMREAD_UNCHANGED), bgr=True, what=str(img_path))
+        fam.reset()
+        inputs, t = fam.prepare(Frame(rgb, 0, time.monotonic_ns(), time.time()))
+        outs = b.run(inputs)
+        raw_outputs.append(outs)
+        finite = all(np.isfinite(o).all() for o in outs)
+        poses = fam.decode(outs, t) if finite else []
+        report.images.append(ImageResult(img_path.name, len(poses), max((p.score for p in poses), default=0.0), finite))
+    if not all(r.finite for r in report.images):
+        report.problems.append("the model outputs NaN or Inf: the file is broken (often a failed quantization)")
+    flat = [np.concatenate([o.ravel() for o in outs]) for outs in raw_outputs]
+    if all(float(np.ptp(f)) == 0.0 for f in flat):
+        report.problems.append("every output value is the same constant: the model computes nothing useful")
+    elif len(flat) > 1 and all(np.array_equal(flat[0], f) for f in flat[1:]):
+        report.problems.append("the outputs are identical for different images: the model ignores its input")
+    if all(r.max_score < MIN_SCORE for r in report.images) and not report.problems:
+        report.problems.append(
+            f"no person scores above {MIN_SCORE} on any reference image (each shows one person clearly): the "
+            "score output is degenerate, typically a broken INT8 quantization; re-export or re-quantize the "
+            "model (keep the detection head in float) and check it again"
+        )
+    return report
+
+
+def format_report(r: CheckReport) -> str:
+    q = r.quantization
+    lines = [
+        f"model: {r.path}", f"runtime: {r.runtime}", f"family: {r.family}",
+        "inputs:  " + "; ".join(r.inputs), "outputs: " + "; ".join(r.outputs),
+        f"quantization: {q.get('kind')}" + (f"  {q['tensors']}" if "tensors" in q else ""),
+    ]
+    for t in q.get("quantized_tensors", [])[:8]:
+        lines.append(f"  {t['name']}: {t['dtype']} scale={t['scale']:.6g} zero_point={t['zero_point']}"
+                     + (" (per-channel)" if t.get("per_channel") else ""))
+    if q.get("quantized_tensor_count", 0) > 8:
+        lines.append(f"  ... {q['quantized_tensor_count'] - 8} more quantized tensors (--json lists them)")
+    for im in r.images:
+        lines.append(f"reference {im.image}: {im.people} people, best score {im.max_score:.3f}")
+    lines.append("result: OK" if r.ok else "result: DEGENERATE\n  - " + "\n  - ".join(r.problems))
+    return "\n".join(lines)
