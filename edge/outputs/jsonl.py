@@ -18,6 +18,7 @@ class JsonlSink:
         self.path = cfg.path
         self.name = f"jsonl:{self.path}"
         self.flush_every = cfg.flush_every
+        self.append = cfg.append
         self._fh: IO[str] | None = None
         self._n = 0
 
@@ -28,7 +29,7 @@ class JsonlSink:
         path = Path(self.path)
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            self._fh = path.open("w", encoding="utf-8")
+            self._fh = path.open("a" if self.append else "w", encoding="utf-8")
         except OSError as exc:
             raise OutputError(f"cannot write {path}: {exc.strerror}; choose a writable path for the jsonl output") from None
 
