@@ -21,7 +21,7 @@ setup(
     license="Apache-2.0",
     python_requires=">=3.9",
     packages=find_packages(include=["edge", "edge.*"]),
-    package_data={"edge": ["assets/samples/*.jpg", "assets/samples/*.md"]},
+    package_data={"edge": ["assets/samples/*.jpg", "assets/samples/*.md", "outputs/*.html"]},
     data_files=[("share/edgepose/models", MODEL_FILES)] if MODEL_FILES else [],
     install_requires=[
         "numpy>=1.23",
@@ -32,8 +32,10 @@ setup(
     extras_require={
         "tflite": ["ai-edge-litert>=1.2"],
         "onnx": ["onnxruntime>=1.17"],
-        "dev": ["pytest>=7.4", "onnx>=1.15"],
-        "all": ["ai-edge-litert>=1.2", "onnxruntime>=1.17"],
+        "plots": ["matplotlib>=3.6"],
+        "mqtt": ["paho-mqtt>=2.0,<3"],
+        "dev": ["pytest>=7.4", "onnx>=1.15", "matplotlib>=3.6", "paho-mqtt>=2.0,<3", "jsonschema>=4.18", "cryptography>=41", "jinja2>=3", "websocket-client>=1.6"],
+        "all": ["ai-edge-litert>=1.2", "onnxruntime>=1.17", "matplotlib>=3.6", "paho-mqtt>=2.0,<3"],
     },
     entry_points={"console_scripts": ["edgepose=edge.cli:main"]},
     classifiers=[

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from edge.errors import ConfigError
 
@@ -23,20 +23,51 @@ class _Strict(BaseModel):
 class SourceConfig(_Strict):
     """Where frames come from. ``type: auto`` tries picamera2, then /dev/video*, then the bundled sample."""
 
-    type: Literal["auto", "file", "images", "device", "picamera", "sample"] = "auto"
-    path: str | None = Field(None, description="video file, image file/folder/glob, or device index or /dev/videoN")
+    type: Literal["auto", "file", "images", "device", "picamera", "network", "gstreamer", "sample"] = "auto"
+    path: str | None = Field(None, description="video file, image file/folder/glob, device index or /dev/videoN, "
+                             "network URL (rtsp://, http://...) or GStreamer pipeline ending in appsink")
     realtime: bool = Field(True, description="files: pace frames at the file's fps like a camera; false = as fast as possible")
     loop: bool = Field(False, description="files and images: start again at the end")
-    fps: float | None = Field(None, gt=0, description="pacing for images, request for devices")
-    width: int | None = Field(None, gt=0)
+    fps: float | None = Field(None, gt=0, description="pacing for images, request for devices and picamera")
+    width: int | None = Field(None, gt=0, description="devices and picamera (main stream): requested frame width")
     height: int | None = Field(None, gt=0)
     fourcc: str | None = Field(None, min_length=4, max_length=4, description="devices: e.g. MJPG")
-    read_timeout_s: float = Field(2.0, gt=0, description="a device read slower than this is an error, never a hang")
+    read_timeout_s: float = Field(2.0, gt=0, description="a camera read slower than this is an error (picamera) or a "
+                                  "lost stream that is reconnected (devices, network), never a hang")
+    camera: int | str | None = Field(None, description="picamera: camera index (0, 1) or sensor model (e.g. imx708); "
+                                     "default the first camera")
+    lores: bool | Literal["auto"] | tuple[int, int] = Field(
+        "auto", description="picamera: a second stream for the model, resized by the ISP; auto/true = at the model's "
+        "input size, [w, h] = that size, false = none")
+    controls: dict[str, bool | int | float | str | list[int]] = Field(
+        default_factory=dict, description="picamera: libcamera controls, e.g. ExposureTime (µs), AnalogueGain, "
+        "AwbEnable, AwbMode (auto, daylight, cloudy, indoor, ...), ScalerCrop [x, y, w, h]")
+    buffer_count: int = Field(4, ge=1, le=32, description="picamera: frame buffers; fewer use less CMA memory")
+    open_timeout_s: float = Field(10.0, gt=0, description="network: give up one connection attempt after this long")
+    reconnect_initial_s: float = Field(1.0, gt=0, description="devices and network: first wait before reconnecting")
+    reconnect_max_s: float = Field(30.0, gt=0, description="devices and network: the wait doubles up to this")
+    rtsp_transport: Literal["tcp", "udp"] = Field("tcp", description="network: RTSP over TCP (robust) or UDP")
+
+    # Field validators, not a model validator: an error then echoes one value, never the whole section
+    # (whose path may hold a camera password).
+    @field_validator("reconnect_max_s")
+    @classmethod
+    def _cap_at_least_initial(cls, v: float, info: ValidationInfo) -> float:
+        if v < info.data.get("reconnect_initial_s", 0):
+            raise ValueError("must be >= reconnect_initial_s")
+        return v
+
+    @field_validator("lores")
+    @classmethod
+    def _lores_size(cls, v):
+        if isinstance(v, tuple) and min(v) < 2:
+            raise ValueError("[width, height] must both be at least 2")
+        return v
 
 
 class ModelConfig(_Strict):
     path: str = Field("default", description="model file (.tflite/.onnx) or 'default' for the shipped MoveNet INT8")
-    family: Literal["auto", "movenet", "yolo"] = "auto"
+    family: Literal["auto", "movenet", "movenet_multipose", "yolo", "yolo_e2e", "blazepose"] = "auto"
     backend: Literal["auto", "tflite", "onnx"] = "auto"
     threads: int = Field(2, ge=1, le=64)
     providers: list[str] = Field(default_factory=lambda: ["CPUExecutionProvider"])
@@ -47,12 +78,17 @@ class ModelConfig(_Strict):
     iou_threshold: float = Field(0.7, gt=0, le=1, description="NMS overlap for multi-person models (Ultralytics' 0.7)")
     max_people: int = Field(10, ge=1, le=300)
     movenet_tracking: bool = Field(True, description="MoveNet: crop around the previous pose, as Google's reference does")
+    detector: str | None = Field(
+        None, description="BlazePose: the person detector file; null = pose_detection.tflite beside the model "
+        "or in the model folders (scripts/fetch_blazepose.py)")
+    coco17_view: bool = Field(False, description="BlazePose: emit the 17 COCO keypoints instead of all 33 landmarks")
 
 
 class JsonlOutput(_Strict):
     type: Literal["jsonl"]
     path: str = Field(..., description="file to append one JSON line per processed frame; '-' for stdout")
     flush_every: int = Field(1, ge=1, description="flush after this many lines")
+    append: bool = Field(False, description="append to an existing file instead of starting it anew")
 
 
 class ConsoleOutput(_Strict):
@@ -75,7 +111,7 @@ class WebOutput(_DisplayOutput):
     port: int = Field(8080, ge=0, le=65535, description="0 = any free port")
     token: str | None = Field(None, min_length=8, description="require 'Authorization: Bearer TOKEN' or ?token=TOKEN")
     jpeg_quality: int = Field(80, ge=10, le=100)
-    max_fps: float = Field(15.0, gt=0, le=120, description="at most this many MJPEG frames per second per client")
+    max_fps: float = Field(15.0, gt=0, le=120, description="at most this many frames (MJPEG) and events (SSE) a second")
     overlay: bool = Field(True, description="draw skeletons into /stream.mjpg (?overlay=0 per request turns it off)")
     max_clients: int = Field(16, ge=1, le=1000, description="more concurrent connections get 503")
     client_timeout_s: float = Field(10.0, gt=0, description="a client that does not read for this long is dropped")
@@ -159,6 +195,31 @@ class MqttOutput(_Strict):
             raise ValueError("reconnect_max_s must be >= reconnect_min_s")
         return self
 
+    def read_password(self) -> str | None:
+        """The password from its file (first line), environment variable or systemd credential; never logged."""
+        key = "outputs[type=mqtt]"
+        if self.password_env:
+            if self.password_env not in os.environ:
+                raise ConfigError(f"{key}.password_env: the environment variable {self.password_env} is not set; "
+                                  "set it (systemd: Environment= or EnvironmentFile=) or use password_file")
+            return os.environ[self.password_env]
+        if self.password_credential:
+            base = os.environ.get("CREDENTIALS_DIRECTORY")
+            if not base:
+                raise ConfigError(f"{key}.password_credential: $CREDENTIALS_DIRECTORY is not set (not started by "
+                                  f"systemd with credentials); add LoadCredential={self.password_credential}:/path/to/"
+                                  "secret to the unit, or use password_file")
+            path, key = Path(base) / self.password_credential, f"{key}.password_credential"
+        elif self.password_file:
+            path, key = Path(self.password_file), f"{key}.password_file"
+        else:
+            return None
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError(f"{key}: cannot read {path} ({exc.strerror}); create it or change {key}") from None
+        return text.splitlines()[0] if text else ""
+
 
 OutputConfig = Annotated[
     Union[JsonlOutput, ConsoleOutput, WebOutput, FramebufferOutput, WindowOutput, MqttOutput], Field(discriminator="type")
@@ -175,11 +236,42 @@ class LoggingConfig(_Strict):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
 
+class TrackingConfig(_Strict):
+    """Stable person IDs: box IoU + keypoint similarity (OKS), optimal assignment (edge/post/tracking.py)."""
+
+    enabled: bool = True
+    iou_weight: float = Field(0.5, ge=0, description="weight of box IoU in the match score")
+    oks_weight: float = Field(0.5, ge=0, description="weight of keypoint similarity (COCO OKS) in the match score")
+    match_threshold: float = Field(0.2, gt=0, le=1, description="weighted score (0..1) a pose needs to continue a track")
+    min_hits: int = Field(3, ge=1, le=1000, description="frames in a row a new track needs before it gets an ID (SORT: 3)")
+    max_misses: int = Field(30, ge=0, le=100000, description="frames a track survives without a match")
+
+    @model_validator(mode="after")
+    def _weights(self) -> "TrackingConfig":
+        if self.iou_weight + self.oks_weight <= 0:
+            raise ValueError("iou_weight and oks_weight are both 0; give at least one a positive weight")
+        return self
+
+
+class SmoothingConfig(_Strict):
+    """One Euro keypoint smoothing per track; defaults are MediaPipe's pose landmark filter (edge/post/smoothing.py)."""
+
+    enabled: bool = True
+    min_cutoff: float = Field(0.1, gt=0, description="Hz; lower = smoother when still")
+    beta: float = Field(40.0, ge=0, description="how fast the cutoff rises with speed (object sizes/s); higher = less lag")
+    d_cutoff: float = Field(1.0, gt=0, description="Hz; cutoff of the speed estimate")
+    keypoint_threshold: float | None = Field(
+        None, ge=0, le=1, description="keypoints below this score pass through unsmoothed; null = model.keypoint_threshold")
+    keep_raw: bool = Field(False, description="also emit the unsmoothed keypoints as keypoints_raw")
+
+
 class Config(_Strict):
     source: SourceConfig = Field(default_factory=SourceConfig)
     model: ModelConfig = Field(default_factory=ModelConfig)
     outputs: list[OutputConfig] = Field(default_factory=lambda: [ConsoleOutput(type="console")])
     pipeline: PipelineConfig = Field(default_factory=PipelineConfig)
+    tracking: TrackingConfig = Field(default_factory=TrackingConfig)
+    smoothing: SmoothingConfig = Field(default_factory=SmoothingConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
 
 

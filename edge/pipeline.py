@@ -23,6 +23,7 @@ from edge.errors import EdgeposeError
 from edge.outputs.base import Sink, build_sink
 from edge.poses.base import FamilyOptions, ModelSignature, PoseFamily
 from edge.poses.detect import make_family
+from edge.post.tracking import build_post
 from edge.runtime.base import Backend, BackendOptions, load_backend
 from edge.stats import Stats
 from edge.types import Frame, PoseResult, StreamMeta
@@ -30,6 +31,7 @@ from edge.zoo import resolve_model
 
 log = logging.getLogger(__name__)
 POLL_S = 0.05  # the longest any thread blocks before re-checking the stop event
+FIRST_FRAMES = 100  # frames after which a model that never scored anyone is reported
 
 
 @dataclass
@@ -55,11 +57,14 @@ def load_model(cfg: Config) -> Model:
     """Resolve, load and identify the configured model (raises ModelError with the fix)."""
     m = cfg.model
     path = resolve_model(m.path)
-    backend = load_backend(path, m.backend, BackendOptions(threads=m.threads, providers=list(m.providers)))
+    backend_options = BackendOptions(threads=m.threads, providers=list(m.providers))
+    backend = load_backend(path, m.backend, backend_options)
     sig = ModelSignature(backend.inputs, backend.outputs, backend.metadata)
     options = FamilyOptions(
         score_threshold=m.score_threshold, keypoint_threshold=m.keypoint_threshold,
         iou_threshold=m.iou_threshold, max_people=m.max_people, tracking=m.movenet_tracking,
+        model_path=str(path), detector=m.detector, backend=m.backend, backend_options=backend_options,
+        coco17_view=m.coco17_view,
     )
     family = make_family(sig, options, m.family, model_name=str(path))
     log.info("model %s: %s family on %s, %d thread(s)", path.name, family.name, backend.runtime, m.threads)
@@ -85,6 +90,12 @@ class FrameSlot:
                 self._stats.drop("capture")
             self._frame = frame
             self._cond.notify_all()
+
+    def wait_empty(self) -> None:
+        """Block until the reader has taken the held frame (or stop)."""
+        with self._cond:
+            while self._frame is not None and not self._stop.is_set():
+                self._cond.wait(POLL_S)
 
     def close(self) -> None:
         with self._cond:
@@ -161,10 +172,14 @@ class Pipeline:
         self.error: BaseException | None = None
         self.model = model or load_model(cfg)
         self.source = source or build_source(cfg.source)
+        self.post = build_post(cfg)  # tracker -> smoother: update(poses, t_ns) -> poses
         self.sinks = sinks if sinks is not None else [build_sink(o) for o in cfg.outputs]
         self._slot = FrameSlot(self.stats, self.stop_event)
-        self._workers = [SinkWorker(s, cfg.pipeline.sink_queue, self.stats) for s in self.sinks]
+        # a sink may ask for its own queue length: a display wants only the newest frame (1)
+        self._workers = [SinkWorker(s, getattr(s, "queue_length", None) or cfg.pipeline.sink_queue, self.stats)
+                         for s in self.sinks]
         self._threads: list[threading.Thread] = []
+        self._first_frames_checked, self._best_early_score = False, 0.0
         self._opened: list[Sink] = []
         self.meta = StreamMeta(
             model=self.model.path.name, family=self.model.family.name, runtime=self.model.backend.runtime,
@@ -174,6 +189,8 @@ class Pipeline:
 
     # -- lifecycle -------------------------------------------------------------------------
     def start(self) -> "Pipeline":
+        if hasattr(self.source, "model_input_size"):  # picamera: its lores stream at the model's input size
+            self.source.model_input_size = getattr(self.model.family, "size", None)
         try:
             self.source.open()
             for sink in self.sinks:
@@ -209,6 +226,7 @@ class Pipeline:
             if w.thread.is_alive():
                 w.thread.join(max(0.05, deadline - time.monotonic()))
         self._close_all()
+        self._check_first_frames([], final=True)
         self.finished.set()
 
     def run(self) -> None:
@@ -249,16 +267,36 @@ class Pipeline:
                 self.stop_event.set()
                 self.finished.set()
 
+    def _check_first_frames(self, poses: list, final: bool = False) -> None:
+        """Warn once when the first frames give no score above 0.05: the classic broken INT8 export."""
+        if self._first_frames_checked:
+            return
+        self._best_early_score = max([self._best_early_score, *(p.score for p in poses)])
+        if self.stats.frames_processed >= FIRST_FRAMES or (final and self.stats.frames_processed):
+            self._first_frames_checked = True
+            if self._best_early_score <= 0.05:
+                log.warning(
+                    "no person scored above 0.05 in the first %d frames. If people were in view, the model's "
+                    "output may be degenerate (a broken INT8 export): run `edgepose models check %s`",
+                    self.stats.frames_processed, self.model.path,
+                )
+
     def _capture_loop(self) -> None:
         index = 0
         wait_for_reader = not getattr(self.source, "live", True)
         while not self.stop_event.is_set():
+            if wait_for_reader:  # read only once the slot is free: a frame decoded early would wait (latency)
+                self._slot.wait_empty()
             try:
                 got = self.source.read()
             except EndOfStream:
                 self.stats.source_state = "ended"
                 log.info("source %s ended after %d frames", self.source.name, index)
                 break
+            state = getattr(self.source, "state", None)  # live sources: streaming / reconnecting
+            if state:
+                self.stats.source_state = state
+                self.stats.reconnects = getattr(self.source, "reconnects", 0)
             if got is None:
                 continue
             image, t_ns = got
@@ -280,10 +318,15 @@ class Pipeline:
                 continue
             if reset_each_frame:
                 model.family.reset()
+                self.post.reset()
             poses, timings = model.infer(frame)
+            t_post = time.monotonic_ns()
+            poses = self.post(poses, frame.t_capture_ns)
             t_done = time.monotonic_ns()
+            timings["post"] = (t_done - t_post) / 1e6
             result = PoseResult(frame, poses, timings, t_done)
             stats.processed(timings, result.latency_ms, len(poses), t_done)
+            self._check_first_frames(poses)
             for w in self._workers:
                 w.put(result)
             if max_frames and stats.frames_processed >= max_frames:

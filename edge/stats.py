@@ -28,6 +28,7 @@ class Stats:
         self.last_processed_ns = 0
         self.t_start_ns = time.monotonic_ns()
         self.source_state = "starting"
+        self.reconnects = 0  # times a live source lost its stream and got it back (set by the capture thread)
 
     def captured(self) -> None:
         with self._lock:
@@ -83,4 +84,5 @@ class Stats:
                 "people_max": self.people_max,
                 "uptime_s": round((time.monotonic_ns() - self.t_start_ns) / 1e9, 1),
                 "source_state": self.source_state,
+                "reconnects": self.reconnects,
             }

@@ -23,6 +23,26 @@ COCO17_EDGES: tuple[tuple[int, int], ...] = (
     (5, 11), (6, 12), (11, 12), (11, 13), (13, 15), (12, 14), (14, 16),
 )
 
+# BlazePose (MediaPipe Pose) landmarks; "left" is the person's left, as in COCO.
+BLAZEPOSE33_NAMES: tuple[str, ...] = (
+    "nose", "left_eye_inner", "left_eye", "left_eye_outer", "right_eye_inner", "right_eye", "right_eye_outer",
+    "left_ear", "right_ear", "mouth_left", "mouth_right", "left_shoulder", "right_shoulder",
+    "left_elbow", "right_elbow", "left_wrist", "right_wrist", "left_pinky", "right_pinky",
+    "left_index", "right_index", "left_thumb", "right_thumb", "left_hip", "right_hip",
+    "left_knee", "right_knee", "left_ankle", "right_ankle", "left_heel", "right_heel",
+    "left_foot_index", "right_foot_index",
+)
+
+BLAZEPOSE_EDGES: tuple[tuple[int, int], ...] = (  # MediaPipe's POSE_CONNECTIONS
+    (0, 1), (1, 2), (2, 3), (3, 7), (0, 4), (4, 5), (5, 6), (6, 8), (9, 10), (11, 12), (11, 13),
+    (13, 15), (15, 17), (15, 19), (15, 21), (17, 19), (12, 14), (14, 16), (16, 18), (16, 20), (16, 22),
+    (18, 20), (11, 23), (12, 24), (23, 24), (23, 25), (24, 26), (25, 27), (26, 28), (27, 29), (28, 30),
+    (29, 31), (30, 32), (27, 31), (28, 32),
+)
+
+# COCO17_NAMES[i] is BLAZEPOSE33_NAMES[BLAZEPOSE_TO_COCO17[i]].
+BLAZEPOSE_TO_COCO17: tuple[int, ...] = (0, 2, 5, 7, 8, 11, 12, 13, 14, 15, 16, 23, 24, 25, 26, 27, 28)
+
 
 @dataclass(frozen=True)
 class Frame:
@@ -64,12 +84,18 @@ class Pose:
     score: float
     bbox: tuple[float, float, float, float] | None = None  # x1, y1, x2, y2 in pixels
     track_id: int | None = None
+    keypoints_raw: np.ndarray | None = None  # the model's keypoints before smoothing (smoothing.keep_raw)
 
     def __post_init__(self) -> None:
         kp = np.asarray(self.keypoints, dtype=np.float32)
         if kp.ndim != 2 or kp.shape[1] != 3:
             raise ValueError(f"keypoints must be (K,3) [x, y, score], got shape {kp.shape}")
         self.keypoints = kp
+        if self.keypoints_raw is not None:
+            raw = np.asarray(self.keypoints_raw, dtype=np.float32)
+            if raw.shape != kp.shape:
+                raise ValueError(f"keypoints_raw must have the keypoints' shape {kp.shape}, got {raw.shape}")
+            self.keypoints_raw = raw
         self.score = float(self.score)
         if self.bbox is None:
             self.bbox = self.box_from_keypoints(kp)
@@ -84,19 +110,34 @@ class Pose:
             sel = kp
         return (float(sel[:, 0].min()), float(sel[:, 1].min()), float(sel[:, 0].max()), float(sel[:, 1].max()))
 
+    def coco17(self) -> "Pose":
+        """This pose in COCO-17 order: itself for 17 keypoints, the mapped subset for BlazePose's 33.
+
+        Code that needs COCO joints (evaluation, analytics) calls this and works with every family.
+        """
+        k = len(self.keypoints)
+        if k == len(COCO17_NAMES):
+            return self
+        if k != len(BLAZEPOSE33_NAMES):
+            raise ValueError(f"no COCO-17 view for a pose with {k} keypoints (known: 17, 33)")
+        return Pose(self.keypoints[list(BLAZEPOSE_TO_COCO17)], self.score, self.bbox, self.track_id)
+
     def to_dict(self, width: int, height: int) -> dict:
         """JSON-ready form with pixel and normalised (0..1) keypoints."""
         kp = self.keypoints.astype(np.float64)
         norm = kp.copy()
         norm[:, 0] /= max(width, 1)
         norm[:, 1] /= max(height, 1)
-        return {
+        out = {
             "id": self.track_id,
             "score": round(self.score, 4),
             "bbox": [round(v, 1) for v in self.bbox],
             "keypoints": np.round(kp, 2).tolist(),
             "keypoints_norm": np.round(norm, 4).tolist(),
         }
+        if self.keypoints_raw is not None:
+            out["keypoints_raw"] = np.round(self.keypoints_raw.astype(np.float64), 2).tolist()
+        return out
 
 
 @dataclass

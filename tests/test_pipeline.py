@@ -159,3 +159,42 @@ def test_stop_returns_quickly_on_a_live_source(movenet_tflite, walk_clip):
     assert time.monotonic() - t0 < 1.0
     assert not any(t.is_alive() for t in threading.enumerate() if t.name in ("capture", "inference"))
     assert p.stats.frames_processed > 0
+
+
+class BlankSource(BrokenSource):
+    """Empty frames (a room with nobody in it), endlessly."""
+
+    name = "blank"
+
+    def read(self):
+        return np.zeros((240, 320, 3), np.uint8), time.monotonic_ns()
+
+
+def test_warns_once_when_first_frames_score_nobody(movenet_tflite, walk_clip, caplog):
+    cfg = _cfg(movenet_tflite, walk_clip, max_frames=120)
+    p = Pipeline(cfg, source=BlankSource(), sinks=[])
+    with caplog.at_level("WARNING", logger="edge.pipeline"):
+        p.run()
+    warnings = [r for r in caplog.records if "no person scored above 0.05" in r.message]
+    assert len(warnings) == 1 and "models check" in warnings[0].message
+
+
+def test_no_warning_when_people_are_found(movenet_tflite, walk_clip, caplog):
+    p = Pipeline(_cfg(movenet_tflite, walk_clip), sinks=[])
+    with caplog.at_level("WARNING", logger="edge.pipeline"):
+        p.run()
+    assert p.stats.frames_processed == 89
+    assert not [r for r in caplog.records if "no person scored" in r.message]
+
+
+def test_a_display_sink_gets_its_own_one_frame_queue(movenet_tflite, walk_clip):
+    class Screen(SlowSink):
+        name = "screen"
+        queue_length = 1
+
+    screen, other = Screen(0.05), SlowSink(0)
+    p = Pipeline(_cfg(movenet_tflite, walk_clip, sink_queue=8), sinks=[screen, other])
+    assert [w._maxlen for w in p._workers] == [1, 8]
+    p.run()
+    assert screen.seen[-1] == 88  # the newest frame always reaches the screen
+    assert p.stats.drops["sink:screen"] + len(screen.seen) == 89

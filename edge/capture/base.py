@@ -26,6 +26,10 @@ class EndOfStream(Exception):
 
 
 class Source(Protocol):
+    """Optional attributes the pipeline reads when present: ``state`` ('streaming', 'reconnecting', ...) and
+    ``reconnects`` (copied to stats), ``model_input_size`` (set before the first read; picamera sizes its lores
+    stream with it) and ``model_image`` (the last frame at the model's input size, or None)."""
+
     name: str
     continuous: bool  # False for unrelated stills: per-frame state (tracking) must reset
     fps: float | None  # the source's own rate, when known
@@ -62,9 +66,15 @@ def to_rgb8(image: np.ndarray, bgr: bool = True, what: str = "frame") -> np.ndar
 
 
 def guess_type(spec: str) -> str:
-    """The source type a --source string means: device, images or file."""
+    """The source type a --source string means: device, network, gstreamer, images or file."""
     if spec.isdigit() or spec.startswith("/dev/video") or spec.startswith("/dev/v4l/"):
         return "device"
+    from edge.capture.network import is_gstreamer_pipeline, is_stream_url
+
+    if is_stream_url(spec):
+        return "network"
+    if is_gstreamer_pipeline(spec):
+        return "gstreamer"
     if spec == "sample":
         return "sample"
     if spec == "auto":
@@ -100,14 +110,14 @@ def register(name: str) -> Callable[[SourceFactory], SourceFactory]:
 
 def build_source(cfg: SourceConfig) -> Source:
     """The source for ``cfg`` (type 'auto': picamera2, then /dev/video*, then the bundled sample)."""
-    from edge.capture import files, opencv, picamera  # noqa: F401  (register built-in sources)
+    from edge.capture import files, network, opencv, picamera  # noqa: F401  (register built-in sources)
 
     kind = cfg.type
     if kind == "auto":
         kind = auto_type(cfg)
     if kind not in _REGISTRY:
         raise ConfigError(f"source.type: unknown source '{kind}'; choose one of auto, {', '.join(sorted(_REGISTRY))}")
-    if kind in ("file", "images") or (kind == "device" and cfg.type != "auto"):
+    if kind in ("file", "images", "network", "gstreamer") or (kind == "device" and cfg.type != "auto"):
         if not cfg.path:
             raise ConfigError(f"source.path: a '{kind}' source needs a path (e.g. --source clip.mp4 or --source 0)")
     return _REGISTRY[kind](cfg)

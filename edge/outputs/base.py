@@ -13,6 +13,8 @@ from edge.types import PoseResult, StreamMeta
 
 
 class Sink(Protocol):
+    """Optional attribute ``queue_length``: the sink's own queue size (displays use 1)."""
+
     name: str
 
     def open(self, meta: StreamMeta) -> None:
@@ -37,7 +39,7 @@ def register(name: str) -> Callable[[SinkFactory], SinkFactory]:
 
 def build_sink(cfg: Any) -> Sink:
     """Build the sink for one ``outputs:`` entry (its ``type`` selects the factory)."""
-    from edge.outputs import console, jsonl  # noqa: F401  (register built-in sinks)
+    from edge.outputs import console, framebuffer, jsonl, mqtt, web, window  # noqa: F401  (register built-in sinks)
 
     try:
         factory = _REGISTRY[cfg.type]

@@ -11,8 +11,8 @@ from typing import Callable, Protocol
 
 import numpy as np
 
-from edge.post.geometry import Transform
-from edge.runtime.base import TensorSpec
+from edge.post.geometry import AffineTransform, Transform
+from edge.runtime.base import BackendOptions, TensorSpec
 from edge.types import Frame, Pose
 
 
@@ -23,6 +23,12 @@ class FamilyOptions:
     iou_threshold: float = 0.7
     max_people: int = 10
     tracking: bool = True
+    # Two-stage families (BlazePose) open a second model (the detector) in the main model's runtime settings.
+    model_path: str | None = None  # the main model's file: companions are looked for beside it
+    detector: str | None = None  # None = the family's default file name
+    backend: str = "auto"
+    backend_options: BackendOptions | None = None
+    coco17_view: bool = False  # 33-point families emit the COCO-17 subset instead
 
 
 class PoseFamily(Protocol):
@@ -30,9 +36,9 @@ class PoseFamily(Protocol):
     keypoint_names: tuple[str, ...]
     edges: tuple[tuple[int, int], ...]
 
-    def prepare(self, frame: Frame) -> tuple[list[np.ndarray], Transform]: ...
+    def prepare(self, frame: Frame) -> tuple[list[np.ndarray], Transform | AffineTransform]: ...
 
-    def decode(self, outputs: list[np.ndarray], transform: Transform) -> list[Pose]: ...
+    def decode(self, outputs: list[np.ndarray], transform: Transform | AffineTransform) -> list[Pose]: ...
 
     def reset(self) -> None:
         """Forget state carried between frames (e.g. MoveNet's crop region)."""

@@ -1,4 +1,4 @@
-"""Model-input <-> original-frame geometry: letterbox, square crops, and their exact inverse.
+"""Model-input <-> original-frame geometry: letterbox, square and rotated crops, and their exact inverse.
 
 Every prepare step returns a Transform; decode maps keypoints back with it, so keypoints are
 always in original-frame pixels no matter how the frame was resized.
@@ -78,3 +78,48 @@ def square_around(image_w: int, image_h: int) -> tuple[float, float, float, floa
     x1 = (image_w - side) / 2
     y1 = (image_h - side) / 2
     return (x1, y1, x1 + side, y1 + side)
+
+
+@dataclass(frozen=True)
+class AffineTransform:
+    """A general model-input -> frame map (rotated crops): ``[x_orig, y_orig] = m @ [x_in, y_in, 1]``.
+
+    Same interface as Transform (``to_frame``, ``matrix``, sizes), so decode code works with either.
+    """
+
+    m: tuple[tuple[float, float, float], tuple[float, float, float]]
+    input_w: int
+    input_h: int
+    frame_w: int
+    frame_h: int
+
+    def to_frame(self, xy: np.ndarray) -> np.ndarray:
+        """Map (..., 2) model-input pixel coordinates to original-frame pixels."""
+        xy = np.asarray(xy, dtype=np.float32)
+        m = np.asarray(self.m, dtype=np.float32)
+        return (xy @ m[:, :2].T + m[:, 2]).astype(np.float32)
+
+    def matrix(self) -> np.ndarray:
+        """The 2x3 affine matrix from original-frame pixels to model-input pixels."""
+        return cv2.invertAffineTransform(np.asarray(self.m, dtype=np.float64))
+
+
+def crop_rotated(
+    image: np.ndarray, center: tuple[float, float], size: float, angle: float, out_size: tuple[int, int],
+    border: int = cv2.BORDER_REPLICATE,
+) -> tuple[np.ndarray, AffineTransform]:
+    """Cut the square of side ``size`` px centred at ``center``, rotated by ``angle`` radians
+    (clockwise on screen, y down), and resize it to ``out_size`` (w, h). The square's top edge
+    becomes the output's top edge. Pixels outside the frame follow ``border`` (MediaPipe replicates)."""
+    out_w, out_h = out_size
+    c, s = float(np.cos(angle)), float(np.sin(angle))
+    ax, ay = size / out_w, size / out_h
+    # frame = center + R(angle) @ ((u / out - 0.5) * size), u in continuous output pixels
+    m = np.array([[c * ax, -s * ay, 0.0], [s * ax, c * ay, 0.0]])
+    m[:, 2] = np.asarray(center, dtype=np.float64) - m[:, :2] @ np.array([out_w / 2, out_h / 2])
+    t = AffineTransform(tuple(map(tuple, m)), out_w, out_h, image.shape[1], image.shape[0])  # type: ignore[arg-type]
+    # Sample pixel centres: output pixel i is continuous i + 0.5; frame pixel j is continuous j + 0.5.
+    mi = m.copy()
+    mi[:, 2] += m[:, :2] @ np.array([0.5, 0.5]) - 0.5
+    out = cv2.warpAffine(image, mi, (out_w, out_h), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=border)
+    return out, t

@@ -1,0 +1,152 @@
+"""Overlay drawing: skeletons, confidence-coloured keypoints, track IDs and an FPS badge.
+
+Pure functions on an HxWx3 uint8 RGB numpy image, drawn with OpenCV, so the framebuffer,
+the MJPEG stream and the window all show the same picture and golden-image tests can pin it.
+Edges come from the model family (StreamMeta.edges); left/right limbs are told apart by the
+keypoint names, so any family with ``left_*``/``right_*`` names gets coloured sides.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import cv2
+import numpy as np
+
+from edge.types import Pose, PoseResult, StreamMeta
+
+Color = tuple[int, int, int]  # RGB
+
+LEFT: Color = (255, 140, 0)  # orange
+RIGHT: Color = (0, 170, 255)  # sky blue
+CENTER: Color = (235, 235, 235)
+OUTLINE: Color = (20, 20, 20)
+LABEL_BG: Color = (0, 0, 0)
+LABEL_FG: Color = (255, 255, 255)
+FONT = cv2.FONT_HERSHEY_SIMPLEX
+
+
+@dataclass(frozen=True)
+class DrawStyle:
+    """How to draw; sizes of None scale with the image (a 480-line frame gets 2 px lines)."""
+
+    min_score: float = 0.2
+    thickness: int | None = None
+    radius: int | None = None
+    ids: bool = True
+    badge: bool = True
+
+    @classmethod
+    def of(cls, cfg) -> "DrawStyle":
+        """The style a display output's config asks for (its ``min_score`` and ``badge``)."""
+        return cls(min_score=cfg.min_score, badge=cfg.badge)
+
+    def sizes(self, image: np.ndarray) -> tuple[int, int]:
+        short = min(image.shape[:2])
+        thickness = self.thickness or max(1, round(short / 240))
+        return thickness, self.radius or thickness + 2
+
+
+def confidence_color(score: float, min_score: float = 0.2) -> Color:
+    """Red at ``min_score`` through yellow to green at 1.0: the eye reads doubt at a glance."""
+    t = float(np.clip((score - min_score) / max(1.0 - min_score, 1e-6), 0.0, 1.0))
+    if t < 0.5:
+        return (255, int(round(510 * t)), 0)
+    return (int(round(255 * (2.0 - 2.0 * t))), 255, 0)
+
+
+def edge_colors(names: Sequence[str], edges: Sequence[tuple[int, int]]) -> list[Color]:
+    """One colour per edge: left limbs, right limbs, and everything across the body."""
+    out = []
+    for a, b in edges:
+        na = names[a] if a < len(names) else ""
+        nb = names[b] if b < len(names) else ""
+        if na.startswith("left") and nb.startswith("left"):
+            out.append(LEFT)
+        elif na.startswith("right") and nb.startswith("right"):
+            out.append(RIGHT)
+        else:
+            out.append(CENTER)
+    return out
+
+
+def _visible(kp: np.ndarray, min_score: float) -> np.ndarray:
+    return (kp[:, 2] >= min_score) & np.isfinite(kp[:, 0]) & np.isfinite(kp[:, 1])
+
+
+def draw_pose(image: np.ndarray, pose: Pose, edges: Sequence[tuple[int, int]], colors: Sequence[Color],
+              style: DrawStyle = DrawStyle()) -> None:
+    """Draw one person in place: edges between visible keypoints, then the dots on top."""
+    thickness, radius = style.sizes(image)
+    kp = pose.keypoints
+    vis = _visible(kp, style.min_score)
+    pts = np.round(np.nan_to_num(kp[:, :2])).astype(np.int64)
+    for (a, b), color in zip(edges, colors):
+        if a < len(kp) and b < len(kp) and vis[a] and vis[b]:
+            cv2.line(image, tuple(map(int, pts[a])), tuple(map(int, pts[b])), color, thickness, cv2.LINE_AA)
+    for i in np.flatnonzero(vis):
+        center = tuple(map(int, pts[i]))
+        cv2.circle(image, center, radius + 1, OUTLINE, -1, cv2.LINE_AA)
+        cv2.circle(image, center, radius, confidence_color(float(kp[i, 2]), style.min_score), -1, cv2.LINE_AA)
+    if style.ids and pose.track_id is not None and vis.any():
+        x1, y1 = pose.bbox[0], pose.bbox[1]
+        draw_label(image, f"#{pose.track_id}", (int(round(x1)), int(round(y1)) - radius - 2))
+
+
+def draw_label(image: np.ndarray, text: str, origin: tuple[int, int], scale: float | None = None,
+               alpha: float = 1.0) -> None:
+    """Text on a dark box whose bottom-left corner is ``origin`` (clamped inside the image)."""
+    h, w = image.shape[:2]
+    scale = scale or max(0.4, min(h, w) / 800)
+    weight = max(1, round(scale * 1.5))
+    (tw, th), base = cv2.getTextSize(text, FONT, scale, weight)
+    pad = max(2, round(4 * scale))
+    x = int(np.clip(origin[0], 0, max(0, w - tw - 2 * pad)))
+    y = int(np.clip(origin[1], th + base + 2 * pad, h))
+    x2, y0 = min(w, x + tw + 2 * pad), max(0, y - th - base - 2 * pad)
+    roi = image[y0:y, x:x2]
+    if alpha >= 1.0:
+        roi[:] = LABEL_BG
+    else:
+        roi[:] = (roi.astype(np.float32) * (1.0 - alpha)).astype(np.uint8)
+    cv2.putText(image, text, (x + pad, y - base - pad), FONT, scale, LABEL_FG, weight, cv2.LINE_AA)
+
+
+def badge_text(fps: float | None, latency_ms: float | None, people: int) -> str:
+    parts = []
+    if fps is not None:
+        parts.append(f"{fps:.1f} fps")
+    if latency_ms:
+        parts.append(f"{latency_ms:.0f} ms")
+    parts.append(f"{people} {'person' if people == 1 else 'people'}")
+    return " | ".join(parts)
+
+
+def draw_badge(image: np.ndarray, text: str) -> None:
+    """The status badge, top-left, on a translucent box so the video stays visible behind it."""
+    margin = max(4, min(image.shape[:2]) // 60)
+    draw_label(image, text, (margin, margin + 1), alpha=0.6)
+
+
+def draw_poses(image: np.ndarray, poses: Sequence[Pose], names: Sequence[str],
+               edges: Sequence[tuple[int, int]], style: DrawStyle = DrawStyle(), copy: bool = True) -> np.ndarray:
+    """Every person drawn on (a copy of) ``image``; returns the drawn image."""
+    out = image.copy() if copy else image
+    colors = edge_colors(names, edges)
+    for pose in poses:
+        draw_pose(out, pose, edges, colors, style)
+    return out
+
+
+def annotate(result: PoseResult, meta: StreamMeta, style: DrawStyle = DrawStyle()) -> np.ndarray:
+    """A new image: the frame with its poses and (if enabled) the badge with live FPS and latency."""
+    out = draw_poses(result.frame.image, result.poses, meta.keypoint_names, meta.edges, style)
+    if style.badge:
+        fps = meta.stats.fps() if hasattr(meta.stats, "fps") else None
+        draw_badge(out, badge_text(fps, result.latency_ms, len(result.poses)))
+    return out
+
+
+__all__ = ["DrawStyle", "annotate", "draw_poses", "draw_pose", "draw_badge", "badge_text", "draw_label",
+           "confidence_color", "edge_colors"]
