@@ -38,8 +38,8 @@ platform_preflight() {
 platform_files() {
 	((KIOSK)) || return 0
 	# A kiosk config of its own, so switching units never edits the user's config.yaml.
-	if [[ -f $REPO_DIR/kiosk.yaml ]]; then
-		install_config kiosk.yaml "$REPO_DIR/kiosk.yaml"
+	if [[ -f $REPO_DIR/systemd/kiosk.yaml ]]; then
+		install_config kiosk.yaml "$REPO_DIR/systemd/kiosk.yaml"
 	else
 		install_config kiosk.yaml "$REPO_DIR/config.yaml"
 		warn "no kiosk.yaml in the checkout: enable the framebuffer output (/dev/fb0) in $EP_ETC/kiosk.yaml"

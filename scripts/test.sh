@@ -4,22 +4,25 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(mosquitto mosquitto-clients chromium systemd shellcheck openssl)
+# command the tests run -> the Debian package that provides it
+TOOLS=(mosquitto:mosquitto mosquitto_pub:mosquitto-clients chromium:chromium systemd-analyze:systemd
+       shellcheck:shellcheck openssl:openssl npm:npm)
 
-if command -v apt-get >/dev/null 2>&1; then
-  SUDO=""
-  if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
-  missing=()
-  for p in "${APT_PACKAGES[@]}"; do
-    dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
-  done
-  if [ "${#missing[@]}" -gt 0 ]; then
+missing=()
+for pair in "${TOOLS[@]}"; do
+  command -v "${pair%%:*}" >/dev/null 2>&1 || PATH="$PATH:/usr/sbin:/sbin" command -v "${pair%%:*}" >/dev/null 2>&1 \
+    || missing+=("${pair##*:}")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+  if command -v apt-get >/dev/null 2>&1; then
+    SUDO=""
+    if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
     echo "installing system packages: ${missing[*]}"
     $SUDO apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  else
+    echo "warning: no apt-get here; install these yourself: ${missing[*]}" >&2
   fi
-else
-  echo "warning: no apt-get here; install these yourself: ${APT_PACKAGES[*]}" >&2
 fi
 
 PY="${PYTHON:-python3}"

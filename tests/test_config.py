@@ -68,3 +68,8 @@ def test_config_round_trips_through_yaml(tmp_path):
     p = tmp_path / "c.yaml"
     p.write_text(yaml.safe_dump(cfg.model_dump(mode="json")))
     assert load_config(p) == cfg
+
+
+def test_shipped_kiosk_config_is_valid_and_draws_on_the_framebuffer():
+    cfg = load_config(ROOT / "systemd" / "kiosk.yaml")
+    assert [o.type for o in cfg.outputs][0] == "framebuffer"
