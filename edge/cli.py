@@ -146,7 +146,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         return Pipeline(new_cfg, model=old.model if same_model else None)
 
     pipeline = Pipeline(cfg)
-    if pipeline.source.name == "sample":
+    if pipeline.source.name == "sample" and cfg.source.type == "auto":
         log.info("no camera found: running on the bundled sample images (pass --source to use your own)")
     pipeline = Supervisor(build, make).run(pipeline)
     sys.stderr.write(summarize(pipeline.stats) + "\n")

@@ -1,4 +1,4 @@
-"""Model-facing subcommands: `edgepose models list|info|pull|verify|check` and `edgepose eval`.
+"""Model-facing subcommands: `edgepose models list|info|pull|verify|check|calibrate|quantize`, `edgepose eval`.
 
 Kept apart from cli.py so the run path stays small; each handler returns an exit code.
 """
@@ -29,6 +29,7 @@ def add_parsers(sub) -> None:
     check.add_argument("--family", default="auto")
     check.add_argument("--threads", type=int, default=2)
     check.add_argument("--json", action="store_true")
+    _add_quantize_parsers(msub)
 
     ev = sub.add_parser("eval", help="accuracy on a labelled set: OKS AP, AP50, AP75, PCK@0.05/0.1 per keypoint")
     ev.add_argument("--model", required=True, help="model file or zoo id")
@@ -40,10 +41,63 @@ def add_parsers(sub) -> None:
     ev.add_argument("--json", action="store_true")
 
 
+def _add_quantize_parsers(msub) -> None:
+    cal = msub.add_parser("calibrate", help="collect diverse calibration frames with people from a source")
+    cal.add_argument("--source", help="camera index, /dev/videoN, clip, image folder or URL (default: the config's)")
+    cal.add_argument("--config", help="config YAML whose source: section is used")
+    cal.add_argument("--frames", type=int, default=200, help="frames to keep (default 200)")
+    cal.add_argument("--out", required=True, help="folder for the frames and manifest.json")
+    cal.add_argument("--every", type=int, help="look at every k-th frame (default: files spread over the clip)")
+    cal.add_argument("--min-change", type=float, default=0.01, help="skip a frame unless at least this share of "
+                     "its 32x32 gray thumbnail differs from every kept frame (default 0.01)")
+    cal.add_argument("--min-interval", type=float, default=0.0, help="live sources: seconds between kept frames")
+    cal.add_argument("--reference", default="default", help="model that decides whether someone is in the frame "
+                     "(default: the shipped MoveNet; 'none' keeps empty frames too)")
+    cal.add_argument("--min-person-score", type=float, default=0.3)
+    cal.add_argument("--max-read", type=int, help="stop after reading this many frames")
+    cal.add_argument("--format", dest="image_format", choices=["jpg", "png"], default="jpg")
+    cal.add_argument("--overwrite", action="store_true", help="replace the frames of an earlier run in --out")
+    q = msub.add_parser("quantize", help="float model -> INT8 with a sensitivity search and an accuracy/speed report")
+    q.add_argument("model", help="float .tflite or .onnx model (file or zoo id)")
+    q.add_argument("--calib", required=True, action="append", help="calibration folder (edgepose models calibrate); "
+                   "repeatable")
+    q.add_argument("--holdout", help="frames to judge on (default: every 5th calibration frame, not calibrated on)")
+    q.add_argument("--labels", help="YOLO-pose folder: also report PCK@0.1 / OKS AP and hold the PCK drop to the target")
+    q.add_argument("--out", help="INT8 model file (default: beside the model, -int8)")
+    q.add_argument("--report", help="report path prefix (default: <out>.report -> .json and .md)")
+    q.add_argument("--family", default="auto")
+    q.add_argument("--threads", type=int, default=2, help="threads for calibration, judging and the speed test")
+    q.add_argument("--method", default="minmax", choices=["minmax", "entropy", "percentile", "distribution"],
+                   help="ONNX: calibration method")
+    q.add_argument("--activations", default="u8", choices=["u8", "s8"], help="ONNX: u8s8 (CPU) or s8s8 (TensorRT, NPUs)")
+    q.add_argument("--all-ops", action="store_true", help="TFLite: also quantize ops XNNPACK has no INT8 kernel for")
+    q.add_argument("--no-search", action="store_true", help="full INT8 only, no sensitivity search")
+    q.add_argument("--max-rounds", type=int, default=12)
+    q.add_argument("--max-frames", type=int, help="use at most this many calibration frames")
+    q.add_argument("--max-drift", type=float, default=3.0, help="target: mean keypoint drift, %% of box diagonal")
+    q.add_argument("--max-drift-px", type=float, help="target: mean keypoint drift in model-input pixels")
+    q.add_argument("--max-pck-drop", type=float, default=1.0, help="target with --labels: PCK@0.1 points lost")
+    q.add_argument("--min-recall", type=float, default=0.95, help="target: share of float's people INT8 still finds")
+    q.add_argument("--min-speedup", type=float, help="target: INT8 p50 latency this many times faster than float")
+    q.add_argument("--max-float-compute", type=float, default=0.5,
+                   help="the search keeps at most this share of the multiply-accumulates float (default 0.5)")
+    q.add_argument("--speed-runs", type=int, default=60)
+    q.add_argument("--force", action="store_true", help="write the INT8 model even when the target is not met")
+    q.add_argument("--json", action="store_true", help="print the report as JSON")
+
+
 def _models(args: argparse.Namespace) -> int:
     from edge import zoo
 
     out = sys.stdout
+    if args.models_command == "calibrate":
+        from edge.quantize.calibrate import cli_calibrate
+
+        return cli_calibrate(args, out)
+    if args.models_command == "quantize":
+        from edge.quantize.job import cli_quantize
+
+        return cli_quantize(args, out, sys.stderr)
     if args.models_command == "list":
         here = {i: (s, p) for i, s, p in zoo.verify()}
         out.write(f"{'id':34} {'family':18} {'input':26} {'licence':11} {'here':8}\n")
@@ -100,7 +154,8 @@ def _eval(args: argparse.Namespace) -> int:
     from edge.pipeline import load_model
 
     cfg = Config.model_validate({"model": {"path": args.model, "backend": args.backend, "family": args.family,
-                                           "threads": args.threads, "score_threshold": 0.0, "movenet_tracking": False}})
+                                           "threads": args.threads, "score_threshold": 0.0, "movenet_tracking": False,
+                                           "coco17_view": True}})  # BlazePose: judged on the 17 COCO points
     model = load_model(cfg)
     data = Path(args.data)
     if data.suffix == ".json":

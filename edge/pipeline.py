@@ -17,6 +17,7 @@ from pathlib import Path
 
 
 from edge import __version__
+from edge.analytics import build_analytics
 from edge.capture.base import EndOfStream, Source, build_source
 from edge.config import Config
 from edge.errors import EdgeposeError
@@ -173,6 +174,7 @@ class Pipeline:
         self.model = model or load_model(cfg)
         self.source = source or build_source(cfg.source)
         self.post = build_post(cfg)  # tracker -> smoother: update(poses, t_ns) -> poses
+        self.analytics = build_analytics(cfg)  # angles, reps, zones: analytics(poses, frame) -> events
         self.sinks = sinks if sinks is not None else [build_sink(o) for o in cfg.outputs]
         self._slot = FrameSlot(self.stats, self.stop_event)
         # a sink may ask for its own queue length: a display wants only the newest frame (1)
@@ -194,6 +196,8 @@ class Pipeline:
         try:
             self.source.open()
             for sink in self.sinks:
+                if hasattr(sink, "analytics"):  # e.g. MQTT announces a rep-count sensor per exercise
+                    sink.analytics = self.analytics.describe()
                 sink.open(self.meta)
                 self._opened.append(sink)
         except BaseException:
@@ -319,12 +323,18 @@ class Pipeline:
             if reset_each_frame:
                 model.family.reset()
                 self.post.reset()
+                self.analytics.reset()
             poses, timings = model.infer(frame)
             t_post = time.monotonic_ns()
             poses = self.post(poses, frame.t_capture_ns)
             t_done = time.monotonic_ns()
             timings["post"] = (t_done - t_post) / 1e6
-            result = PoseResult(frame, poses, timings, t_done)
+            events, view = [], None
+            if self.analytics:
+                events, view = self.analytics(poses, frame), self.analytics.view()
+                t_analytics, t_done = t_done, time.monotonic_ns()
+                timings["analytics"] = (t_done - t_analytics) / 1e6
+            result = PoseResult(frame, poses, timings, t_done, events, view)
             stats.processed(timings, result.latency_ms, len(poses), t_done)
             self._check_first_frames(poses)
             for w in self._workers:

@@ -148,6 +148,8 @@ class PoseResult:
     poses: list[Pose]
     timings_ms: dict[str, float] = field(default_factory=dict)
     t_done_ns: int = 0
+    events: list = field(default_factory=list)  # edge.analytics.Event: what the analytics saw in this frame
+    analytics: dict | None = None  # the analytics' state after this frame, for drawing; not serialised
 
     @property
     def latency_ms(self) -> float:
@@ -165,6 +167,7 @@ class PoseResult:
             "latency_ms": round(self.latency_ms, 2),
             "people": [p.to_dict(f.width, f.height) for p in self.poses],
             "timings_ms": {k: round(v, 3) for k, v in self.timings_ms.items()},
+            **({"events": [e.to_dict() for e in self.events]} if self.events else {}),  # only when there are some
         }
 
 

@@ -1,4 +1,5 @@
-"""Overlay drawing: skeletons, confidence-coloured keypoints, track IDs and an FPS badge.
+"""Overlay drawing: skeletons, confidence-coloured keypoints, track IDs, an FPS badge, and analytics
+(zone outlines, angle arcs, rep counters) when the result carries them.
 
 Pure functions on an HxWx3 uint8 RGB numpy image, drawn with OpenCV, so the framebuffer,
 the MJPEG stream and the window all show the same picture and golden-image tests can pin it.
@@ -24,6 +25,9 @@ CENTER: Color = (235, 235, 235)
 OUTLINE: Color = (20, 20, 20)
 LABEL_BG: Color = (0, 0, 0)
 LABEL_FG: Color = (255, 255, 255)
+ZONE: Color = (255, 215, 0)  # gold: an empty zone
+ZONE_BUSY: Color = (255, 40, 120)  # pink: someone is inside
+ARC: Color = (255, 255, 255)
 FONT = cv2.FONT_HERSHEY_SIMPLEX
 
 
@@ -139,9 +143,55 @@ def draw_poses(image: np.ndarray, poses: Sequence[Pose], names: Sequence[str],
     return out
 
 
+def _zones(image: np.ndarray, zones: list[dict], thickness: int) -> None:
+    h, w = image.shape[:2]
+    for zone in zones:
+        pts = np.round(np.asarray(zone["polygon"], dtype=np.float64) * [w, h]).astype(np.int32)
+        busy = bool(zone["inside"])
+        color = ZONE_BUSY if busy else ZONE
+        if busy:  # a faint fill: occupied at a glance
+            fill = image.copy()
+            cv2.fillPoly(fill, [pts], color, cv2.LINE_AA)
+            cv2.addWeighted(fill, 0.2, image, 0.8, 0, dst=image)
+        cv2.polylines(image, [pts], True, color, thickness, cv2.LINE_AA)
+        top = pts[np.argmin(pts[:, 1])]
+        draw_label(image, f"{zone['name']}: {len(zone['inside'])}" if busy else zone["name"],
+                   (int(top[0]), int(top[1])), alpha=0.6)
+
+
+def _arcs(image: np.ndarray, arcs: list[dict], thickness: int) -> None:
+    scale = max(0.35, min(image.shape[:2]) / 1200)
+    for arc in arcs:
+        a, b, c = np.asarray(arc["points"], dtype=np.float64)
+        r = max(6.0, 0.3 * min(np.hypot(*(a - b)), np.hypot(*(c - b))))
+        start = np.degrees(np.arctan2(a[1] - b[1], a[0] - b[0]))
+        sweep = (np.degrees(np.arctan2(c[1] - b[1], c[0] - b[0])) - start + 540.0) % 360.0 - 180.0  # the inner arc
+        center = (int(round(b[0])), int(round(b[1])))
+        cv2.ellipse(image, center, (int(round(r)), int(round(r))), 0.0, start, start + sweep, ARC, thickness, cv2.LINE_AA)
+        mid = np.radians(start + sweep / 2.0)
+        at = b + (r + 4 * thickness) * np.array([np.cos(mid), np.sin(mid)])
+        draw_label(image, f"{arc['deg']:.0f}", (int(at[0]), int(at[1])), scale=scale, alpha=0.6)
+
+
+def draw_analytics(image: np.ndarray, view: dict, poses: Sequence[Pose], style: DrawStyle = DrawStyle()) -> None:
+    """In place: zone outlines (faintly filled while occupied), angle arcs with degrees, a rep counter under each person."""
+    thickness, _ = style.sizes(image)
+    _zones(image, view.get("zones", []), thickness)
+    _arcs(image, view.get("angles", []), thickness)
+    counts: dict[int, list[str]] = {}
+    for rep in view.get("reps", []):
+        counts.setdefault(rep["track_id"], []).append(f"{rep['analysis']} {rep['count']}")
+    for pose in poses:
+        if pose.track_id in counts:
+            x1, _, _, y2 = pose.bbox
+            draw_label(image, " | ".join(counts[pose.track_id]), (int(round(x1)), int(round(y2))))
+
+
 def annotate(result: PoseResult, meta: StreamMeta, style: DrawStyle = DrawStyle()) -> np.ndarray:
-    """A new image: the frame with its poses and (if enabled) the badge with live FPS and latency."""
+    """A new image: the frame with its poses, analytics (when configured) and (if enabled) the live badge."""
     out = draw_poses(result.frame.image, result.poses, meta.keypoint_names, meta.edges, style)
+    if result.analytics:
+        draw_analytics(out, result.analytics, result.poses, style)
     if style.badge:
         fps = meta.stats.fps() if hasattr(meta.stats, "fps") else None
         draw_badge(out, badge_text(fps, result.latency_ms, len(result.poses)))
@@ -149,4 +199,4 @@ def annotate(result: PoseResult, meta: StreamMeta, style: DrawStyle = DrawStyle(
 
 
 __all__ = ["DrawStyle", "annotate", "draw_poses", "draw_pose", "draw_badge", "badge_text", "draw_label",
-           "confidence_color", "edge_colors"]
+           "draw_analytics", "confidence_color", "edge_colors"]

@@ -8,8 +8,9 @@ HA shows it unavailable when the Last Will fires. Fields are documented in docs/
 from __future__ import annotations
 
 import re
+from typing import Sequence
 
-from edge.config import MqttHass
+from edge.outputs.mqtt_config import MqttHass
 from edge.types import StreamMeta
 
 
@@ -18,8 +19,10 @@ def node_id(device_id: str) -> str:
     return re.sub(r"[^A-Za-z0-9_-]", "_", device_id)
 
 
-def discovery(cfg: MqttHass, device_id: str, topics: dict[str, str], meta: StreamMeta) -> list[tuple[str, dict]]:
-    """(topic, payload) for the people-count and FPS sensors and the 'person present' binary sensor."""
+def discovery(cfg: MqttHass, device_id: str, topics: dict[str, str], meta: StreamMeta,
+              reps: Sequence[str] = ()) -> list[tuple[str, dict]]:
+    """(topic, payload) for the people-count and FPS sensors, the 'person present' binary sensor, and one
+    rep-count sensor per configured exercise (``reps``: the rep analyses' names, read from the retained reps topic)."""
     node = node_id(device_id)
     uid = f"edgepose_{node}"
     device = {
@@ -51,6 +54,11 @@ def discovery(cfg: MqttHass, device_id: str, topics: dict[str, str], meta: Strea
             "icon": "mdi:speedometer",
         }),
     ]
+    entities += [("sensor", f"reps_{node_id(name)}", {
+        "name": f"{name.replace('_', ' ').capitalize()} reps", "state_topic": topics["reps"],
+        "value_template": f"{{{{ value_json.reps['{name}'] | default(0) }}}}", "state_class": "total_increasing",
+        "icon": "mdi:counter",
+    }) for name in reps]
     return [
         (f"{cfg.prefix}/{component}/{node}/{object_id}/config", {**fields, "unique_id": f"{uid}_{object_id}", **common})
         for component, object_id, fields in entities

@@ -2,7 +2,8 @@
 
 Topics under ``edgepose/<device_id>`` (configurable): ``status`` (online/offline, retained, and the
 Last Will), ``meta`` (retained), ``poses`` (per frame, throttled, or on events), ``state`` (people
-count, retained, on change), ``stats`` (every N s). Payloads: docs/MQTT.md and docs/mqtt-schema/.
+count, retained, on change), ``stats`` (every N s), ``events`` (each analytics event) and ``reps`` (rep
+totals, retained). Payloads: docs/MQTT.md, docs/ANALYTICS.md and docs/mqtt-schema/.
 
 paho runs the network on its own thread. ``write()`` (the sink thread) never waits for the network:
 messages go to a bounded buffer that drops the oldest (counted as ``mqtt`` in stats) and that is
@@ -25,7 +26,7 @@ from collections import deque
 from pathlib import Path
 from typing import NamedTuple
 
-from edge.config import MqttOutput, MqttTls
+from edge.outputs.mqtt_config import MqttOutput, MqttTls
 from edge.errors import ConfigError, OutputError, missing_dependency
 from edge.outputs import hass
 from edge.outputs.base import register
@@ -122,11 +123,13 @@ class MqttSink:
         self.where = f"the MQTT broker {cfg.host}:{self.port}"
         self.device_id = topic_safe(cfg.device_id or socket.gethostname())
         self.prefix = (cfg.topic_prefix or f"edgepose/{self.device_id}").rstrip("/")
-        self.topics = {k: f"{self.prefix}/{k}" for k in ("status", "meta", "poses", "state", "stats")}
+        self.topics = {k: f"{self.prefix}/{k}" for k in ("status", "meta", "poses", "state", "stats", "events", "reps")}
+        self.analytics: list[dict] = []  # what the pipeline's analytics are (set before open): rep sensors for HA
+        self._rep_totals: dict[str, int] = {}  # rep analysis -> total so far, on the retained reps topic
         self.name = f"mqtt:{cfg.host}:{self.port}"
         self.connected = False  # True only between a successful CONNACK and the next disconnect
         self.connects = 0  # successful CONNACKs so far
-        self.published = self.dropped = 0  # poses messages acknowledged by the broker (QoS 0: written) / dropped
+        self.published = self.dropped = 0  # poses and events messages acknowledged by the broker (QoS 0: written) / dropped
         self.last_error: str | None = None
         self._failure: str | None = None  # 'refused' | 'tls' | 'unreachable'
         self._outcome = threading.Event()  # the first CONNACK, or a refusal or TLS failure
@@ -167,8 +170,11 @@ class MqttSink:
         self._ok, self._no_conn = paho.MQTT_ERR_SUCCESS, paho.MQTT_ERR_NO_CONN
         self._latest["status"] = _Msg(self.topics["status"], b"online", True)
         self._latest["meta"] = _Msg(self.topics["meta"], _json(self._meta_payload()), True)
+        self._rep_totals = {a["name"]: 0 for a in self.analytics if a.get("type") == "reps"}
+        if self._rep_totals:
+            self._latest["reps"] = _Msg(self.topics["reps"], _json(self._reps_payload(None, self._t_start_ms)), True)
         if cfg.hass.enabled:
-            for topic, payload in hass.discovery(cfg.hass, self.device_id, self.topics, meta):
+            for topic, payload in hass.discovery(cfg.hass, self.device_id, self.topics, meta, list(self._rep_totals)):
                 self._latest[f"hass:{topic}"] = _Msg(topic, _json(payload), True)
         self._client = client
         log.info("mqtt: connecting to %s:%d as %s; topics under %s/", cfg.host, self.port,
@@ -191,6 +197,7 @@ class MqttSink:
                                              "t_wall_ms": int(frame.t_wall * 1000)}))
         if self._poses_due(people, now):
             self._enqueue(_Msg(self.topics["poses"], _json(poses_payload(result, now))))
+        self._publish_events(result)
         if self._last_stats_ns is None or now - self._last_stats_ns >= self.cfg.stats_interval_s * 1e9:
             self._last_stats_ns = now
             self._publish_stats()
@@ -265,6 +272,21 @@ class MqttSink:
                             "dropped": self.dropped, "buffered": len(self._pending), "inflight": self._window}
         snap.update(t_wall_ms=int(time.time() * 1000), cpu_temp_c=cpu_temp_c())
         self._send(_Msg(self.topics["stats"], _json(snap)), counted=False)
+
+    def _publish_events(self, result: PoseResult) -> None:
+        """Every analytics event on ``events`` (through the offline buffer); rep totals on the retained ``reps``."""
+        reps_changed = False
+        for event in result.events:
+            self._enqueue(_Msg(self.topics["events"], _json(event.to_dict())))
+            if event.type == "rep" and event.analysis in self._rep_totals:
+                self._rep_totals[event.analysis] = event.data["total"]
+                reps_changed = True
+        if reps_changed:
+            frame = result.frame
+            self._set_latest("reps", _json(self._reps_payload(frame.index, int(frame.t_wall * 1000))))
+
+    def _reps_payload(self, frame: int | None, t_wall_ms: int) -> dict:
+        return {"reps": dict(self._rep_totals), "frame": frame, "t_wall_ms": t_wall_ms}
 
     def _set_latest(self, key: str, payload: bytes) -> None:
         msg = _Msg(self.topics[key], payload, True)
@@ -401,7 +423,7 @@ class MqttSink:
             log.info("mqtt: Home Assistant is online; announcing the device again")
             with self._latest_lock:
                 for key, latest in list(self._latest.items()):
-                    if key.startswith("hass:") or key == "state":
+                    if key.startswith("hass:") or key in ("state", "reps"):
                         self._send(latest, counted=False)
 
 

@@ -3,7 +3,8 @@
 Standard library only (ThreadingHTTPServer). Routes:
   /             full-screen page; draws the skeletons client-side from /events over the video
   /stream.mjpg  annotated MJPEG (``?overlay=0`` for the bare video the page draws on)
-  /events       the newest result as JSON (SSE, at most max_fps a second), after an ``event: meta``
+  /events       the newest result as JSON (SSE, at most max_fps a second), after an ``event: meta``;
+                with analytics: their state ("analytics") and the last RECENT_EVENTS events ("recent_events")
   /healthz      200 while frames flow, 503 once none came for ``stale_after_s`` (no token needed)
   /metrics      Prometheus text
 
@@ -21,6 +22,7 @@ import logging
 import socket
 import threading
 import time
+from collections import deque
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import resources
@@ -41,6 +43,7 @@ POLL_S = 0.25  # how long a client thread waits before re-checking for shutdown
 KEEPALIVE_S = 15.0  # an SSE comment this often keeps proxies and browsers from timing out
 SEND_BUFFER = 256 * 1024  # per-client kernel buffer: bounds memory and lag for a slow reader
 BOUNDARY = "edgeposeframe"
+RECENT_EVENTS = 20  # analytics events kept for the page: SSE skips frames, so their events must not go with them
 LOOPBACK = ("127.0.0.1", "::1", "localhost")
 
 
@@ -59,6 +62,7 @@ class LiveFeed:
         self._cond = threading.Condition()
         self._result: PoseResult | None = None
         self._seq = 0
+        self._recent: deque[dict] = deque(maxlen=RECENT_EVENTS)  # guarded by _cond
         self._cache: dict[str, tuple[int, bytes, int]] = {}  # kind -> (seq, data, made at)
         self._locks = {"jpeg:1": threading.Lock(), "jpeg:0": threading.Lock(), "event": threading.Lock()}
 
@@ -67,6 +71,7 @@ class LiveFeed:
         with self._cond:
             self._result = result
             self._seq += 1
+            self._recent.extend(e.to_dict() for e in result.events)
             self._cond.notify_all()
 
     def wait_newer(self, seq: int, timeout: float) -> int | None:
@@ -108,6 +113,11 @@ class LiveFeed:
             payload = result.to_dict()
             stats = self.meta.stats
             payload["fps"] = round(stats.fps(), 2) if hasattr(stats, "fps") else None
+            if result.analytics is not None:
+                payload.pop("events", None)  # recent_events has them, and those of the frames not sent
+                with self._cond:
+                    payload["recent_events"] = list(self._recent)
+                payload["analytics"] = result.analytics
             return json.dumps(payload, separators=(",", ":")).encode()
 
         return self._cached("event", make, after)
