@@ -74,3 +74,12 @@ def walk_clip(data_dir: Path) -> Path:
     p = data_dir / "video" / "intel_walk.mkv"
     need(p.is_file(), str(p))
     return p
+
+
+def require_tool(tool: str, apt_package: str) -> str:
+    """The tool's path; a missing tool skips locally and fails in CI, naming the apt package."""
+    import shutil
+
+    path = shutil.which(tool) or shutil.which(tool, path="/usr/sbin:/sbin")
+    need(path is not None, f"{tool} is not installed: apt-get install -y {apt_package}")
+    return path

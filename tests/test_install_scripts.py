@@ -15,21 +15,12 @@ from pathlib import Path
 
 import pytest
 
+from conftest import require_tool
+
 REPO = Path(__file__).resolve().parents[1]
 SCRIPTS = REPO / "scripts"
 PI, JETSON = SCRIPTS / "install-pi.sh", SCRIPTS / "install-jetson.sh"
 INSTALLED = ["/opt/edgepose", "/etc/edgepose", "/etc/systemd/system/edgepose.service", "/var/lib/edgepose"]
-
-
-def require_tool(tool: str, apt_package: str) -> str:
-    """The tool's path; a missing tool fails (names the apt package) unless EDGEPOSE_ALLOW_SKIP=1."""
-    path = shutil.which(tool)
-    if path:
-        return path
-    message = f"{tool} is not installed: apt-get install -y {apt_package}"
-    if os.environ.get("EDGEPOSE_ALLOW_SKIP") == "1":
-        pytest.skip(message)
-    pytest.fail(message)
 
 
 def run(script: Path, *args: str, user: str | None = None) -> subprocess.CompletedProcess:

@@ -15,20 +15,11 @@ from pathlib import Path
 
 import pytest
 
+from conftest import require_tool
+
 REPO = Path(__file__).resolve().parents[1]
 UNITS = {name: REPO / "systemd" / name for name in ("edgepose.service", "edgepose-kiosk.service")}
 MAX_EXPOSURE = 4.0
-
-
-def require_tool(tool: str, apt_package: str) -> str:
-    """The tool's path; a missing tool fails (names the apt package) unless EDGEPOSE_ALLOW_SKIP=1."""
-    path = shutil.which(tool)
-    if path:
-        return path
-    message = f"{tool} is not installed: apt-get install -y {apt_package}"
-    if os.environ.get("EDGEPOSE_ALLOW_SKIP") == "1":
-        pytest.skip(message)
-    pytest.fail(message)
 
 
 def parse_unit(path: Path) -> dict[tuple[str, str], list[str]]:
