@@ -247,13 +247,13 @@ class BlazePose:
         return kp, presence
 
     def decode(self, outputs: list[np.ndarray], transform: AffineTransform) -> list[Pose]:
-        self._roi = None
+        # _roi is replaced in one assignment: the pipeline may prepare the next frame on another thread
         kp, presence = self.landmarks(outputs, transform)
         if presence < self.score_threshold:
+            self._roi = None
             return []  # lost: the next frame runs the detector
         roi = Roi.from_points(kp[AUX_CENTER, :2], kp[AUX_SCALE, :2])
-        if roi.usable(transform.frame_w, transform.frame_h):
-            self._roi = roi
+        self._roi = roi if roi.usable(transform.frame_w, transform.frame_h) else None
         pose = Pose(kp[:BODY_LANDMARKS], presence)
         return [pose.coco17() if self.options.coco17_view else pose]
 
