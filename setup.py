@@ -34,7 +34,9 @@ setup(
         "onnx": ["onnxruntime>=1.17"],
         "plots": ["matplotlib>=3.6"],
         "mqtt": ["paho-mqtt>=2.0,<3"],
-        "dev": ["pytest>=7.4", "onnx>=1.15", "matplotlib>=3.6", "paho-mqtt>=2.0,<3", "jsonschema>=4.18", "cryptography>=41", "jinja2>=3", "websocket-client>=1.6"],
+        # On-site INT8 (edgepose models quantize): no TensorFlow. ai-edge-quantizer pulls scipy, so not in "all".
+        "quantize": ["ai-edge-quantizer>=0.10; python_version >= '3.10'", "onnx>=1.15", "onnxruntime>=1.17"],
+        "dev": ["pytest>=7.4", "onnx>=1.15", "matplotlib>=3.6", "paho-mqtt>=2.0,<3", "jsonschema>=4.18", "cryptography>=41", "jinja2>=3", "websocket-client>=1.6", "ai-edge-quantizer>=0.10; python_version >= '3.10'"],
         "all": ["ai-edge-litert>=1.2", "onnxruntime>=1.17", "matplotlib>=3.6", "paho-mqtt>=2.0,<3"],
     },
     entry_points={"console_scripts": ["edgepose=edge.cli:main"]},

