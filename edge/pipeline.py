@@ -1,6 +1,8 @@
 """The only module that knows about threads: wires source -> model -> sinks and owns their lifecycle.
 
-Capture thread -> latest-frame slot -> inference thread -> one bounded queue + thread per sink.
+Capture thread (read, prepare) -> latest-frame slot -> inference thread (run) -> hand-off slot ->
+post thread (decode, track, smooth, analytics) -> one bounded queue + thread per sink. The model's
+thread does nothing but run the model: everything else overlaps with it on the other cores.
 A live source (camera, paced file) overwrites an unread frame and counts the drop; a file
 played as fast as possible waits for the slot instead, so nothing is dropped. One Event stops
 everything; every blocking call has a timeout.
@@ -33,6 +35,17 @@ from edge.zoo import resolve_model
 log = logging.getLogger(__name__)
 POLL_S = 0.05  # the longest any thread blocks before re-checking the stop event
 FIRST_FRAMES = 100  # frames after which a model that never scored anyone is reported
+
+
+@dataclass
+class Prepared:
+    """A frame with its model inputs (made on the capture thread), later its raw outputs."""
+
+    frame: Frame
+    inputs: list
+    transform: object
+    timings: dict[str, float]
+    outputs: list | None = None
 
 
 @dataclass
@@ -73,7 +86,7 @@ def load_model(cfg: Config) -> Model:
 
 
 class FrameSlot:
-    """Holds the newest frame only. ``put`` either replaces an unread frame (counted) or waits."""
+    """Holds one item (a frame on its way through). ``put`` either replaces an unread one (counted) or waits."""
 
     def __init__(self, stats: Stats, stop: threading.Event):
         self._cond = threading.Condition()
@@ -176,7 +189,8 @@ class Pipeline:
         self.post = build_post(cfg)  # tracker -> smoother: update(poses, t_ns) -> poses
         self.analytics = build_analytics(cfg)  # angles, reps, zones: analytics(poses, frame) -> events
         self.sinks = sinks if sinks is not None else [build_sink(o) for o in cfg.outputs]
-        self._slot = FrameSlot(self.stats, self.stop_event)
+        self._slot = FrameSlot(self.stats, self.stop_event)  # capture -> inference: newest frame wins
+        self._handoff = FrameSlot(self.stats, self.stop_event)  # inference -> post: lossless
         # a sink may ask for its own queue length: a display wants only the newest frame (1)
         self._workers = [SinkWorker(s, getattr(s, "queue_length", None) or cfg.pipeline.sink_queue, self.stats)
                          for s in self.sinks]
@@ -207,6 +221,7 @@ class Pipeline:
         self._threads = [
             threading.Thread(target=self._guard, args=(self._capture_loop,), name="capture", daemon=True),
             threading.Thread(target=self._guard, args=(self._inference_loop,), name="inference", daemon=True),
+            threading.Thread(target=self._guard, args=(self._post_loop,), name="post", daemon=True),
         ]
         for w in self._workers:
             w.thread.start()
@@ -305,27 +320,57 @@ class Pipeline:
                 continue
             image, t_ns = got
             self.stats.captured()
-            self._slot.put(Frame(image, index, t_ns, time.time()), wait_for_reader)
+            self._slot.put(self._prepare(Frame(image, index, t_ns, time.time())), wait_for_reader)
             index += 1
         self._slot.close()
 
+    def _prepare(self, frame: Frame) -> Prepared:
+        """Resize/crop on the capture thread, so that it overlaps the model's run on the previous frame.
+
+        Stateful families (MoveNet's crop, BlazePose's region) then use the state their decode left
+        one or two frames earlier; each replaces that state in one assignment.
+        """
+        family = self.model.family
+        if not self.source.continuous:  # unrelated stills: no state carried across them
+            family.reset()
+        t0 = time.perf_counter_ns()
+        inputs, transform = family.prepare(frame)
+        return Prepared(frame, inputs, transform, {"prepare": (time.perf_counter_ns() - t0) / 1e6})
+
     def _inference_loop(self) -> None:
-        model, stats = self.model, self.stats
-        max_frames = self.cfg.pipeline.max_frames
-        reset_each_frame = not self.source.continuous
+        backend = self.model.backend
         while not self.stop_event.is_set():
             try:
-                frame = self._slot.get()
+                item = self._slot.get()
             except EndOfStream:
                 break
-            if frame is None:
+            if item is None:
                 continue
+            t0 = time.perf_counter_ns()
+            item.outputs = backend.run(item.inputs)
+            item.timings["infer"] = (time.perf_counter_ns() - t0) / 1e6
+            self._handoff.put(item, wait_for_reader=True)
+        self._handoff.close()
+
+    def _post_loop(self) -> None:
+        family, stats = self.model.family, self.stats
+        max_frames = self.cfg.pipeline.max_frames
+        reset_each_frame = not self.source.continuous  # unrelated stills: no tracks across them
+        while not self.stop_event.is_set():
+            try:
+                item = self._handoff.get()
+            except EndOfStream:
+                break
+            if item is None:
+                continue
+            frame, timings = item.frame, item.timings
             if reset_each_frame:
-                model.family.reset()
                 self.post.reset()
                 self.analytics.reset()
-            poses, timings = model.infer(frame)
+            t0 = time.monotonic_ns()
+            poses = family.decode(item.outputs, item.transform)
             t_post = time.monotonic_ns()
+            timings["decode"] = (t_post - t0) / 1e6
             poses = self.post(poses, frame.t_capture_ns)
             t_done = time.monotonic_ns()
             timings["post"] = (t_done - t_post) / 1e6
@@ -342,7 +387,6 @@ class Pipeline:
             if max_frames and stats.frames_processed >= max_frames:
                 break
         self.finished.set()
-
 
 def summarize(stats: Stats) -> str:
     snap = stats.snapshot()
