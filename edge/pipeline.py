@@ -397,5 +397,3 @@ def summarize(stats: Stats) -> str:
         f"up to {snap['people_max']} people in a frame; dropped {snap['dropped_total']} {snap['drops'] or ''}".rstrip()
     )
 
-
-__all__ = ["Pipeline", "Model", "load_model", "FrameSlot", "SinkWorker", "summarize"]
