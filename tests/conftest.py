@@ -41,39 +41,40 @@ def data_dir(shared: Path) -> Path:
     return shared / "data"
 
 
+def _asset(path: Path, hint: str = "") -> Path:
+    need(path.is_file(), f"{path}{hint}")
+    return path
+
+
 @pytest.fixture(scope="session")
 def movenet_tflite(models_dir: Path) -> Path:
-    p = models_dir / "movenet_singlepose_lightning_int8_4.tflite"
-    need(p.is_file(), str(p))
-    return p
+    return _asset(models_dir / "movenet_singlepose_lightning_int8_4.tflite")
 
 
 @pytest.fixture(scope="session")
 def yolo_tflite(models_dir: Path) -> Path:
-    p = models_dir / "yolo11n-pose_int8.tflite"
-    need(p.is_file(), str(p))
-    return p
+    return _asset(models_dir / "yolo11n-pose_int8.tflite")
 
 
 @pytest.fixture(scope="session")
 def yolo_onnx(models_dir: Path) -> Path:
-    p = models_dir / "onnx" / "yolo11n-pose_int8_nhwc.onnx"
-    need(p.is_file(), str(p))
-    return p
+    return _asset(models_dir / "onnx" / "yolo11n-pose_int8_nhwc.onnx")
 
 
 @pytest.fixture(scope="session")
 def shipped_movenet() -> Path:
-    p = ROOT / "models" / "movenet-lightning-int8.tflite"
-    need(p.is_file(), f"{p} (build it with: python3 scripts/build_models.py)")
-    return p
+    return _asset(ROOT / "models" / "movenet-lightning-int8.tflite", " (build it with: python3 scripts/build_models.py)")
 
 
 @pytest.fixture(scope="session")
 def walk_clip(data_dir: Path) -> Path:
-    p = data_dir / "video" / "intel_walk.mkv"
-    need(p.is_file(), str(p))
-    return p
+    return _asset(data_dir / "video" / "intel_walk.mkv")
+
+
+@pytest.fixture(scope="session")
+def busy_clip(data_dir: Path) -> Path:
+    """1394 frames at 10 fps; people walk through a room one by one, often empty."""
+    return _asset(data_dir / "video" / "intel_one-by-one-person-detection.mp4")
 
 
 def require_tool(tool: str, apt_package: str) -> str:

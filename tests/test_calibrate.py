@@ -23,13 +23,6 @@ from edge.config import SourceConfig
 
 
 @pytest.fixture(scope="module")
-def busy_clip(data_dir: Path) -> Path:
-    p = data_dir / "video" / "intel_one-by-one-person-detection.mp4"
-    need(p.is_file(), str(p))
-    return p
-
-
-@pytest.fixture(scope="module")
 def yolo_judge(yolo_tflite: Path):
     """An independent person detector: YOLO11n-pose INT8 at its default threshold."""
     from edge.config import Config

@@ -18,22 +18,21 @@ import json
 import logging
 import re
 import socket
-import ssl
 import sys
 import threading
 import time
 from collections import deque
-from pathlib import Path
 from typing import NamedTuple
 
-from edge.outputs.mqtt_config import MqttOutput, MqttTls
 from edge.errors import ConfigError, OutputError, missing_dependency
 from edge.outputs import hass
 from edge.outputs.base import register
+from edge.outputs.mqtt_config import MqttOutput
+from edge.outputs.mqtt_tls import KEY, explain_connect_error, tls_context
+from edge.sysinfo import read_soc_temp
 from edge.types import PoseResult, StreamMeta
 
 log = logging.getLogger(__name__)
-KEY = "outputs[type=mqtt]"  # how messages name this config section
 
 
 def _json(obj) -> bytes:
@@ -43,55 +42,6 @@ def _json(obj) -> bytes:
 def topic_safe(text: str) -> str:
     """One topic level from a free-form name (a hostname): no '/', '+', '#', spaces or control characters."""
     return re.sub(r"[^A-Za-z0-9_.-]", "_", text.strip()) or "edgepose"
-
-
-def tls_context(tls: MqttTls) -> ssl.SSLContext:
-    """A client context that verifies the broker; each unreadable file is named."""
-    try:
-        ctx = ssl.create_default_context(cafile=tls.ca_file)
-    except (OSError, ssl.SSLError) as exc:
-        raise ConfigError(f"{KEY}.tls.ca_file: cannot load {tls.ca_file} ({exc}); give a PEM CA certificate") from None
-    if tls.cert_file:
-        try:
-            ctx.load_cert_chain(tls.cert_file, tls.key_file)
-        except (OSError, ssl.SSLError) as exc:
-            raise ConfigError(f"{KEY}.tls.cert_file/key_file: cannot load {tls.cert_file} / {tls.key_file} ({exc}); "
-                              "give a PEM certificate and its unencrypted private key") from None
-    if tls.insecure:
-        ctx.check_hostname = False
-    return ctx
-
-
-def explain_connect_error(exc: BaseException | None, where: str) -> tuple[str, str]:
-    """(kind, message) for a failed connection attempt; kind is 'tls' or 'unreachable'."""
-    if isinstance(exc, ssl.SSLCertVerificationError):
-        hint = " or set tls.insecure: true" if "hostname" in str(exc.verify_message) else ""
-        return "tls", (f"TLS: the certificate of {where} does not verify ({exc.verify_message}); set tls.ca_file "
-                       f"to the CA that signed it{hint}")
-    if isinstance(exc, ssl.SSLError):
-        return "tls", (f"TLS handshake with {where} failed ({exc.reason or exc}); check that this port speaks TLS "
-                       "and that the broker accepts tls.cert_file")
-    if isinstance(exc, ConnectionRefusedError):
-        return "unreachable", f"nothing accepts connections on {where} (connection refused); start the broker or fix host/port"
-    if isinstance(exc, socket.gaierror):
-        return "unreachable", f"cannot resolve the host of {where} ({exc.strerror}); fix host"
-    return "unreachable", f"cannot connect to {where} ({exc or 'no answer'}); check the network, host and port"
-
-
-def cpu_temp_c(root: str = "/sys/class/thermal") -> float | None:
-    """The CPU temperature where the kernel exposes it (a Pi's cpu-thermal zone first), else None."""
-    def is_cpu(zone: Path) -> bool:
-        try:
-            return any(k in (zone / "type").read_text().lower() for k in ("cpu", "soc", "x86_pkg"))
-        except OSError:
-            return False
-
-    for zone in sorted(Path(root).glob("thermal_zone*"), key=lambda z: (not is_cpu(z), z.name)):
-        try:
-            return round(int((zone / "temp").read_text().strip()) / 1000.0, 1)
-        except (OSError, ValueError):
-            continue
-    return None
 
 
 def poses_payload(result: PoseResult, now_ns: int) -> dict:
@@ -270,7 +220,7 @@ class MqttSink:
         with self._cond:
             snap["mqtt"] = {"connected": self.connected, "connects": self.connects, "published": self.published,
                             "dropped": self.dropped, "buffered": len(self._pending), "inflight": self._window}
-        snap.update(t_wall_ms=int(time.time() * 1000), cpu_temp_c=cpu_temp_c())
+        snap.update(t_wall_ms=int(time.time() * 1000), cpu_temp_c=read_soc_temp().value)
         self._send(_Msg(self.topics["stats"], _json(snap)), counted=False)
 
     def _publish_events(self, result: PoseResult) -> None:
