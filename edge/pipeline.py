@@ -320,7 +320,8 @@ class Pipeline:
                 continue
             image, t_ns = got
             self.stats.captured()
-            self._slot.put(self._prepare(Frame(image, index, t_ns, time.time())), wait_for_reader)
+            lores = getattr(self.source, "model_image", None)  # picamera: the frame at the model's input size
+            self._slot.put(self._prepare(Frame(image, index, t_ns, time.time(), lores)), wait_for_reader)
             index += 1
         self._slot.close()
 

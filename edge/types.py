@@ -44,27 +44,41 @@ BLAZEPOSE_EDGES: tuple[tuple[int, int], ...] = (  # MediaPipe's POSE_CONNECTIONS
 BLAZEPOSE_TO_COCO17: tuple[int, ...] = (0, 2, 5, 7, 8, 11, 12, 13, 14, 15, 16, 23, 24, 25, 26, 27, 28)
 
 
+def _is_rgb8(img: object) -> bool:
+    return isinstance(img, np.ndarray) and img.ndim == 3 and img.shape[2] == 3 and img.dtype == np.uint8
+
+
+def _describe(img: object) -> str:
+    return f"{getattr(img, 'shape', None)} and dtype {getattr(img, 'dtype', type(img).__name__)}"
+
+
 @dataclass(frozen=True)
 class Frame:
     """One captured image: HxWx3 uint8 RGB plus when it was taken.
 
     ``t_capture_ns`` is ``time.monotonic_ns()`` (for latency); ``t_wall`` is epoch seconds
-    (for payload timestamps only).
+    (for payload timestamps only). ``model_image`` is the same view, already made small by the
+    camera (picamera2's lores stream), so a family can skip resizing ``image``; keypoints are
+    still in ``image`` pixels.
     """
 
     image: np.ndarray
     index: int
     t_capture_ns: int
     t_wall: float
+    model_image: np.ndarray | None = None
 
     def __post_init__(self) -> None:
-        img = self.image
-        if not isinstance(img, np.ndarray) or img.ndim != 3 or img.shape[2] != 3 or img.dtype != np.uint8:
-            shape = getattr(img, "shape", None)
-            dtype = getattr(img, "dtype", type(img).__name__)
+        if not _is_rgb8(self.image):
             raise FrameError(
-                f"frame {self.index} has shape {shape} and dtype {dtype}; expected HxWx3 uint8 RGB. "
+                f"frame {self.index} has shape {_describe(self.image)}; expected HxWx3 uint8 RGB. "
                 "Convert it with edge.capture.to_rgb8() before building a Frame."
+            )
+        if self.model_image is not None and not _is_rgb8(self.model_image):
+            raise FrameError(
+                f"frame {self.index}: model_image (the lores stream) has shape {_describe(self.model_image)}; "
+                "expected HxWx3 uint8 RGB. The source must convert it (a YUV420 lores with "
+                "edge.capture.picamera.yuv420_to_rgb), or set source.lores: false."
             )
 
     @property

@@ -2,7 +2,7 @@
 
 Two streams from one request: ``main`` (RGB, display size) is the frame for overlays and the
 live view; ``lores`` (the model's input size, resized by the ISP for free) is kept as
-``model_image``. A Pi 4 or older can only give a YUV420 lores stream, so it is converted to
+``model_image``, which the pipeline puts in the Frame for the model (edge.poses.base.model_view). A Pi 4 or older can only give a YUV420 lores stream, so it is converted to
 RGB here and the cost is measured and logged; a Pi 5 gives RGB directly.
 
 picamera2 comes from apt (python3-picamera2), so it is imported lazily and the venv must be

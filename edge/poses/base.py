@@ -6,14 +6,19 @@ metadata at construction, and turns a Frame into input arrays and raw outputs in
 
 from __future__ import annotations
 
+import functools
+import logging
 from dataclasses import dataclass
 from typing import Callable, Protocol
 
 import numpy as np
 
-from edge.post.geometry import AffineTransform, Transform
+from edge.post.geometry import AffineTransform, Transform, crop_square, letterbox
 from edge.runtime.base import BackendOptions, TensorSpec
 from edge.types import Frame, Pose
+
+log = logging.getLogger(__name__)
+LORES_ROUNDING_PX = 2  # the camera rounds the lores size down to even numbers: up to 2 px short per axis
 
 
 @dataclass
@@ -78,3 +83,57 @@ def image_input_layout(spec: TensorSpec, default_size: tuple[int, int]) -> tuple
     else:
         raise ValueError(f"input {spec.describe()} has no 3-channel axis")
     return layout, int(w or default_size[0]), int(h or default_size[1])
+
+
+# -- where a prepare step reads its pixels: the camera's lores image when it is big enough ------
+def model_view(frame: Frame, region: tuple[float, float], out: tuple[float, float]) -> tuple[np.ndarray, float, float]:
+    """The image to resample a ``region`` (w, h frame pixels) of the frame into ``out`` (w, h model pixels).
+
+    That is ``frame.model_image`` (the ISP already resized it, so resampling it is cheap) when it has
+    the frame's aspect ratio and at least as many pixels across the region as the model gets (within
+    the camera's even-size rounding); otherwise the frame's own image, because a crop from the lores
+    would be upsampled and lose detail. Returns (image, kx, ky): frame pixel = image pixel * (kx, ky).
+    """
+    lores = frame.model_image
+    if lores is None:
+        return frame.image, 1.0, 1.0
+    (h, w), (lh, lw) = frame.image.shape[:2], lores.shape[:2]
+    zx, zy = lw / w, lh / h  # lores pixels per frame pixel
+    slack = LORES_ROUNDING_PX / min(lw, lh)
+    if abs(zx - zy) > slack * max(zx, zy):
+        _aspect_mismatch((w, h), (lw, lh))
+        return frame.image, 1.0, 1.0
+    if region[0] * zx < out[0] * (1 - slack) or region[1] * zy < out[1] * (1 - slack):
+        return frame.image, 1.0, 1.0
+    _lores_used((w, h), (lw, lh))
+    return lores, w / lw, h / lh
+
+
+@functools.lru_cache(maxsize=16)
+def _lores_used(main: tuple[int, int], lores: tuple[int, int]) -> None:
+    log.info("the model reads the camera's %dx%d lores stream (main %dx%d): the ISP did the resize; "
+             "crops that would be upsampled from it still come from main", *lores, *main)
+
+
+@functools.lru_cache(maxsize=16)
+def _aspect_mismatch(main: tuple[int, int], lores: tuple[int, int]) -> None:
+    log.warning("the %dx%d lores stream does not have the %dx%d main stream's aspect ratio: the model resizes "
+                "main instead (slower). Set source.lores to true (sized for the model) or to a size with main's "
+                "aspect ratio", *lores, *main)
+
+
+def letterbox_frame(frame: Frame, size: tuple[int, int], pad_value: int = 114) -> tuple[np.ndarray, Transform]:
+    """letterbox() of the whole frame, from the lores image when it is big enough; maps back to frame pixels."""
+    w, h = frame.width, frame.height
+    r = min(size[0] / w, size[1] / h)
+    image, kx, ky = model_view(frame, (w, h), (w * r, h * r))
+    canvas, t = letterbox(image, size, pad_value)
+    return canvas, t.rescaled(kx, ky, w, h)
+
+
+def crop_frame(frame: Frame, box: tuple[float, float, float, float], size: tuple[int, int]) -> tuple[np.ndarray, Transform]:
+    """crop_square() of ``box`` (frame pixels), from the lores image unless that would upsample it."""
+    x1, y1, x2, y2 = box
+    image, kx, ky = model_view(frame, (x2 - x1, y2 - y1), size)
+    patch, t = crop_square(image, (x1 / kx, y1 / ky, x2 / kx, y2 / ky), size)
+    return patch, t.rescaled(kx, ky, frame.width, frame.height)

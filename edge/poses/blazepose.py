@@ -31,8 +31,10 @@ import cv2
 import numpy as np
 
 from edge.errors import ModelError
-from edge.post.geometry import AffineTransform, crop_rotated, letterbox
-from edge.poses.base import FamilyOptions, ModelSignature, image_input_layout, register
+from edge.post.geometry import AffineTransform, crop_rotated
+from edge.poses.base import (
+    FamilyOptions, ModelSignature, image_input_layout, letterbox_frame, model_view, register,
+)
 from edge.poses.ssd_anchors import AnchorOptions, decode_detections, ssd_anchors
 from edge.runtime.base import Backend, TensorSpec, load_backend
 from edge.types import (
@@ -205,10 +207,10 @@ class BlazePose:
         self._roi = None
 
     # -- stage 1: the detector (only when not tracking) -----------------------------------------
-    def detect(self, image: np.ndarray) -> Roi | None:
-        """Run the person detector on the whole frame; the ROI of the best person, or None."""
+    def detect(self, frame: Frame) -> Roi | None:
+        """Run the person detector on the whole frame (its lores image when there is one); the best person's ROI."""
         dw, dh = self._det_size
-        canvas, t = letterbox(image, (dw, dh), pad_value=0)  # MediaPipe: keep aspect ratio, BORDER_ZERO
+        canvas, t = letterbox_frame(frame, (dw, dh), pad_value=0)  # MediaPipe: keep aspect ratio, BORDER_ZERO
         outputs = self.detector.run([(canvas.astype(np.float32) / 127.5 - 1.0)[None]])
         self.detector_runs += 1
         det = decode_detections(outputs[self._det_boxes], outputs[self._det_scores], self.anchors, dw, dh,
@@ -217,7 +219,7 @@ class BlazePose:
             return None
         kp = t.to_frame(det.keypoints[0] * np.array([dw, dh], dtype=np.float32))
         roi = Roi.from_points(kp[0], kp[1])
-        return roi if roi.usable(image.shape[1], image.shape[0]) else None
+        return roi if roi.usable(frame.width, frame.height) else None
 
     # -- stage 2: the landmark model ------------------------------------------------------------
     def prepare(self, frame: Frame) -> tuple[list[np.ndarray], AffineTransform]:
@@ -225,14 +227,16 @@ class BlazePose:
         roi = self._roi if self.options.tracking else None
         self._tracked = roi is not None
         if roi is None:
-            roi = self.detect(frame.image)
+            roi = self.detect(frame)
         if roi is None:
             # No detection: the landmark model runs anyway (the pipeline always runs the model), so it looks
             # at the whole frame and its presence score decides. This finds people the detector misses in
             # small, blurred person crops (evaluation); on an empty frame presence stays near 0.
             roi = Roi(frame.width / 2, frame.height / 2, float(max(frame.width, frame.height)), 0.0)
-        patch, t = crop_rotated(frame.image, (roi.cx, roi.cy), roi.size, roi.angle, self.size, cv2.BORDER_REPLICATE)
-        return [(patch.astype(np.float32) / 255.0)[None]], t
+        image, kx, ky = model_view(frame, (roi.size, roi.size), self.size)  # main unless the ROI is large
+        patch, t = crop_rotated(image, (roi.cx / kx, roi.cy / ky), roi.size * 2 / (kx + ky), roi.angle, self.size,
+                                cv2.BORDER_REPLICATE)
+        return [(patch.astype(np.float32) / 255.0)[None]], t.rescaled(kx, ky, frame.width, frame.height)
 
     def landmarks(self, outputs: list[np.ndarray], t: AffineTransform) -> tuple[np.ndarray, float]:
         """(39,3) [x, y, visibility] in frame pixels (heatmap-refined), and the pose presence score."""

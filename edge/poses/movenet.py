@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from edge.post.geometry import Transform, crop_square, square_around
-from edge.poses.base import FamilyOptions, ModelSignature, image_input_layout, register
+from edge.post.geometry import Transform, square_around
+from edge.poses.base import FamilyOptions, ModelSignature, crop_frame, image_input_layout, register
 from edge.types import COCO17_EDGES, COCO17_NAMES, Frame, Pose
 
 MIN_CROP_KEYPOINT_SCORE = 0.2  # Google's reference constant
@@ -76,7 +76,7 @@ class MoveNetSinglePose:
     def prepare(self, frame: Frame) -> tuple[list[np.ndarray], Transform]:
         box = self._crop if (self.options.tracking and self._crop is not None) else square_around(frame.width, frame.height)
         self._tracked = self._crop is not None and self.options.tracking
-        patch, t = crop_square(frame.image, box, self.size)
+        patch, t = crop_frame(frame, box, self.size)  # the whole-frame square reads the lores; small crops, main
         # 0..255 values; the backend casts or quantizes to the input's dtype.
         return [patch[None]], t
 

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from edge.post.geometry import Transform, letterbox
+from edge.post.geometry import Transform
 from edge.post.nms import nms
-from edge.poses.base import FamilyOptions, ModelSignature, image_input_layout, register
+from edge.poses.base import FamilyOptions, ModelSignature, image_input_layout, letterbox_frame, register
 from edge.types import COCO17_EDGES, COCO17_NAMES, Frame, Pose
 
 
@@ -56,7 +56,7 @@ class MoveNetMultiPose:
 
     def prepare(self, frame: Frame) -> tuple[list[np.ndarray], Transform]:
         size = dynamic_size(frame.width, frame.height) if self.dynamic else self.size
-        canvas, t = letterbox(frame.image, size, pad_value=0)
+        canvas, t = letterbox_frame(frame, size, pad_value=0)
         return [canvas[None]], t
 
     def decode(self, outputs: list[np.ndarray], transform: Transform) -> list[Pose]:

@@ -16,9 +16,9 @@ import logging
 
 import numpy as np
 
-from edge.post.geometry import Transform, letterbox
+from edge.post.geometry import Transform
 from edge.post.nms import nms
-from edge.poses.base import FamilyOptions, ModelSignature, image_input_layout, register
+from edge.poses.base import FamilyOptions, ModelSignature, image_input_layout, letterbox_frame, register
 from edge.types import COCO17_EDGES, COCO17_NAMES, Frame, Pose
 
 log = logging.getLogger(__name__)
@@ -92,7 +92,7 @@ class YoloPose:
         """Stateless: every frame is decoded on its own."""
 
     def prepare(self, frame: Frame) -> tuple[list[np.ndarray], Transform]:
-        canvas, t = letterbox(frame.image, self.size)
+        canvas, t = letterbox_frame(frame, self.size)
         x = canvas.astype(np.float32)
         x *= 1.0 / 255.0
         x = x[None] if self.layout == "nhwc" else x.transpose(2, 0, 1)[None]

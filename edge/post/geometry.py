@@ -38,6 +38,11 @@ class Transform:
             [[1.0 / self.sx, 0.0, -self.tx / self.sx], [0.0, 1.0 / self.sy, -self.ty / self.sy]], dtype=np.float64
         )
 
+    def rescaled(self, kx: float, ky: float, frame_w: int, frame_h: int) -> "Transform":
+        """This map, then ``x * kx, y * ky``: from a downscaled copy of the frame (lores) to the frame itself."""
+        return Transform(self.sx * kx, self.sy * ky, self.tx * kx, self.ty * ky, self.input_w, self.input_h,
+                         frame_w, frame_h)
+
 
 def letterbox(image: np.ndarray, size: tuple[int, int], pad_value: int = 114) -> tuple[np.ndarray, Transform]:
     """Resize keeping the aspect ratio and pad to ``size`` (w, h), centred, as Ultralytics does."""
@@ -102,6 +107,11 @@ class AffineTransform:
     def matrix(self) -> np.ndarray:
         """The 2x3 affine matrix from original-frame pixels to model-input pixels."""
         return cv2.invertAffineTransform(np.asarray(self.m, dtype=np.float64))
+
+    def rescaled(self, kx: float, ky: float, frame_w: int, frame_h: int) -> "AffineTransform":
+        """This map, then ``x * kx, y * ky``: from a downscaled copy of the frame (lores) to the frame itself."""
+        m = np.asarray(self.m, dtype=np.float64) * np.array([[kx], [ky]])
+        return AffineTransform(tuple(map(tuple, m)), self.input_w, self.input_h, frame_w, frame_h)  # type: ignore[arg-type]
 
 
 def crop_rotated(

@@ -10,7 +10,9 @@ compares these signatures with the documented ones):
 - a request holds one of ``buffer_count`` buffers until ``release()``: a caller that leaks
   requests starves the camera and gets timeouts, as on a Pi.
 
-Test knobs live on ``FAKE`` (not part of picamera2): the clip, the cameras, ``hang``, counters.
+Test knobs live on ``FAKE`` (not part of picamera2): the clip (or still ``images``, served in turn),
+the cameras, ``hang``, counters. The sensor image is scaled to main's size; lores is made from it
+with INTER_AREA, as the ISP's downscaler would.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ class FakeState:
 
     def reset(self, clip: str | None = None) -> None:
         self.clip = clip
+        self.images: list[np.ndarray] | None = None  # RGB stills to serve instead of the clip
         self.cameras = [
             {"Model": "imx708", "Location": 2, "Rotation": 180, "Id": "/base/soc/i2c0mux/i2c@1/imx708@1a", "Num": 0},
             {"Model": "imx477", "Location": 2, "Rotation": 0, "Id": "/base/soc/i2c0mux/i2c@0/imx477@1a", "Num": 1},
@@ -130,6 +133,7 @@ class Picamera2:
         self.started = False
         self.camera_config = None
         self._clip = None
+        self._served = 0
         self._next_ns = 0
         self._frame_us = 33333
         FAKE.instances.append(self)
@@ -204,19 +208,30 @@ class Picamera2:
             raise RuntimeError("Camera has not been configured")
         if self.started:
             return
-        if not FAKE.clip:
-            raise RuntimeError("fake picamera2: set FAKE.clip to a video file first")
-        self._clip = cv2.VideoCapture(str(FAKE.clip))
+        if FAKE.images:
+            self._served = 0
+        elif not FAKE.clip:
+            raise RuntimeError("fake picamera2: set FAKE.clip to a video file (or FAKE.images) first")
+        else:
+            self._clip = cv2.VideoCapture(str(FAKE.clip))
         self._next_ns = time.monotonic_ns()
         self.started = True
 
     def _sensor_image(self) -> np.ndarray:
-        ok, bgr = self._clip.read()
-        if not ok:  # loop the clip
-            self._clip.set(cv2.CAP_PROP_POS_FRAMES, 0)
+        if FAKE.images:
+            rgb = FAKE.images[self._served % len(FAKE.images)]
+            self._served += 1
+        else:
             ok, bgr = self._clip.read()
+            if not ok:  # loop the clip
+                self._clip.set(cv2.CAP_PROP_POS_FRAMES, 0)
+                ok, bgr = self._clip.read()
+            rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
         w, h = self.camera_config["main"]["size"]
-        return cv2.resize(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), (w, h), interpolation=cv2.INTER_AREA)
+        if (w, h) == rgb.shape[1::-1]:
+            return rgb.copy()
+        smaller = w < rgb.shape[1]
+        return cv2.resize(rgb, (w, h), interpolation=cv2.INTER_AREA if smaller else cv2.INTER_LINEAR)
 
     def capture_request(self, wait=None, signal_function=None, flush=None):
         FAKE.waits.append(wait)
