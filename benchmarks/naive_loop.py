@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from edge.bench import Case, case_config, summarize_ms  # noqa: E402
 from edge.outputs.draw import draw_badge, draw_poses  # noqa: E402
-from edge.pipeline import load_model  # noqa: E402
+from edge.model import load_model  # noqa: E402
 from edge.types import Frame, PoseResult, StreamMeta  # noqa: E402
 
 

@@ -143,7 +143,7 @@ def summarize_ms(values: Sequence[float]) -> dict:
 def model_only(case: Case, frames: Sequence[Frame], iterations: int, warmup: int = 10, family: str = "auto",
                base: Config | None = None, progress: Progress | None = None) -> dict:
     """The ceiling: ``backend.run`` alone on prepared frames, after ``warmup`` untimed runs."""
-    from edge.pipeline import load_model
+    from edge.model import load_model
 
     model = load_model(case_config(case, base, family))
     try:

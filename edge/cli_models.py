@@ -151,7 +151,7 @@ def _eval(args: argparse.Namespace) -> int:
 
     from edge.config import Config
     from edge.evaluate import evaluate, load_coco_json, load_yolo_pose
-    from edge.pipeline import load_model
+    from edge.model import load_model
 
     cfg = Config.model_validate({"model": {"path": args.model, "backend": args.backend, "family": args.family,
                                            "threads": args.threads, "score_threshold": 0.0, "movenet_tracking": False,

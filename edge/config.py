@@ -46,6 +46,9 @@ class SourceConfig(_Strict):
     reconnect_initial_s: float = Field(1.0, gt=0, description="devices and network: first wait before reconnecting")
     reconnect_max_s: float = Field(30.0, gt=0, description="devices and network: the wait doubles up to this")
     rtsp_transport: Literal["tcp", "udp"] = Field("tcp", description="network: RTSP over TCP (robust) or UDP")
+    decode_threads: int | None = Field(None, ge=0, le=64, description="files and network streams: FFmpeg decoder "
+                                       "threads; default 1 for a file with realtime: false (the model keeps the other "
+                                       "cores), FFmpeg's own choice otherwise (a live stream must keep up); 0 = FFmpeg's")
 
     # Field validators, not a model validator: an error then echoes one value, never the whole section
     # (whose path may hold a camera password).
@@ -144,6 +147,8 @@ class PipelineConfig(_Strict):
     sink_queue: int = Field(8, ge=1, le=10000, description="per-sink queue length; the oldest item is dropped when full")
     max_frames: int | None = Field(None, ge=1, description="stop after this many processed frames")
     stop_timeout_s: float = Field(1.0, gt=0)
+    opencv_threads: int = Field(1, ge=0, le=64, description="OpenCV's worker threads (process-wide) while the pipeline "
+                                "runs; 1 keeps resize/convert off the model's cores, 0 = OpenCV's default (one per core)")
 
 
 class LoggingConfig(_Strict):

@@ -104,7 +104,7 @@ def match_people(poses: list[Pose], people: list[Person]) -> list[np.ndarray | N
 
 
 def detect(model, samples: list[Sample], crops: bool, progress=None) -> list[tuple[list[Pose], list[Person]]]:
-    """Run ``model`` (edge.pipeline.Model): per unit (an image, or a person crop) its poses in image pixels
+    """Run ``model`` (edge.model.Model): per unit (an image, or a person crop) its poses in image pixels
     and the labelled people they are judged against."""
     units: list[tuple[list[Pose], list[Person]]] = []
     total = sum(len(s.people) for s in samples) if crops else len(samples)

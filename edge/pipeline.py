@@ -11,30 +11,32 @@ everything; every blocking call has a timeout.
 from __future__ import annotations
 
 import logging
+import sys
 import threading
 import time
 from collections import deque
 from dataclasses import dataclass
-from pathlib import Path
 
+import cv2
 
 from edge import __version__
 from edge.analytics import build_analytics
 from edge.capture.base import EndOfStream, Source, build_source
 from edge.config import Config
 from edge.errors import EdgeposeError
+from edge.model import Model, load_model  # noqa: F401  (re-exported: callers load models through here)
 from edge.outputs.base import Sink, build_sink
-from edge.poses.base import FamilyOptions, ModelSignature, PoseFamily
-from edge.poses.detect import make_family
 from edge.post.tracking import build_post
-from edge.runtime.base import Backend, BackendOptions, load_backend
 from edge.stats import Stats
 from edge.types import Frame, PoseResult, StreamMeta
-from edge.zoo import resolve_model
 
 log = logging.getLogger(__name__)
 POLL_S = 0.05  # the longest any thread blocks before re-checking the stop event
 FIRST_FRAMES = 100  # frames after which a model that never scored anyone is reported
+# How long a thread running Python may keep the GIL from one that wants it (CPython's default is 5 ms).
+# When the model returns, its thread must get the GIL back from the capture or post thread; at 5 ms
+# that wait could cost the model more than a whole MoveNet frame (docs/BENCHMARKS.md, issue 2).
+GIL_SWITCH_S = 0.0005
 
 
 @dataclass
@@ -46,43 +48,6 @@ class Prepared:
     transform: object
     timings: dict[str, float]
     outputs: list | None = None
-
-
-@dataclass
-class Model:
-    """A backend with its family: one call turns a frame into poses with stage timings."""
-
-    path: Path
-    backend: Backend
-    family: PoseFamily
-
-    def infer(self, frame: Frame) -> tuple[list, dict[str, float]]:
-        t0 = time.perf_counter_ns()
-        inputs, transform = self.family.prepare(frame)
-        t1 = time.perf_counter_ns()
-        outputs = self.backend.run(inputs)
-        t2 = time.perf_counter_ns()
-        poses = self.family.decode(outputs, transform)
-        t3 = time.perf_counter_ns()
-        return poses, {"prepare": (t1 - t0) / 1e6, "infer": (t2 - t1) / 1e6, "decode": (t3 - t2) / 1e6}
-
-
-def load_model(cfg: Config) -> Model:
-    """Resolve, load and identify the configured model (raises ModelError with the fix)."""
-    m = cfg.model
-    path = resolve_model(m.path)
-    backend_options = BackendOptions(threads=m.threads, providers=list(m.providers))
-    backend = load_backend(path, m.backend, backend_options)
-    sig = ModelSignature(backend.inputs, backend.outputs, backend.metadata)
-    options = FamilyOptions(
-        score_threshold=m.score_threshold, keypoint_threshold=m.keypoint_threshold,
-        iou_threshold=m.iou_threshold, max_people=m.max_people, tracking=m.movenet_tracking,
-        model_path=str(path), detector=m.detector, backend=m.backend, backend_options=backend_options,
-        coco17_view=m.coco17_view,
-    )
-    family = make_family(sig, options, m.family, model_name=str(path))
-    log.info("model %s: %s family on %s, %d thread(s)", path.name, family.name, backend.runtime, m.threads)
-    return Model(path, backend, family)
 
 
 class FrameSlot:
@@ -197,6 +162,7 @@ class Pipeline:
         self._threads: list[threading.Thread] = []
         self._first_frames_checked, self._best_early_score = False, 0.0
         self._opened: list[Sink] = []
+        self._saved_runtime: tuple[float, int] | None = None  # switch interval, OpenCV threads: restored at stop
         self.meta = StreamMeta(
             model=self.model.path.name, family=self.model.family.name, runtime=self.model.backend.runtime,
             keypoint_names=self.model.family.keypoint_names, edges=self.model.family.edges,
@@ -218,6 +184,7 @@ class Pipeline:
             self._close_all()
             raise
         self.stats.source_state = "streaming"
+        self._tune_runtime()
         self._threads = [
             threading.Thread(target=self._guard, args=(self._capture_loop,), name="capture", daemon=True),
             threading.Thread(target=self._guard, args=(self._inference_loop,), name="inference", daemon=True),
@@ -245,6 +212,7 @@ class Pipeline:
             if w.thread.is_alive():
                 w.thread.join(max(0.05, deadline - time.monotonic()))
         self._close_all()
+        self._restore_runtime()
         self._check_first_frames([], final=True)
         self.finished.set()
 
@@ -258,6 +226,20 @@ class Pipeline:
             self.stop()
         if self.error is not None:
             raise self.error
+
+    def _tune_runtime(self) -> None:
+        """Process-wide settings for a pipeline of busy threads (undone by stop)."""
+        self._saved_runtime = (sys.getswitchinterval(), cv2.getNumThreads())
+        sys.setswitchinterval(min(GIL_SWITCH_S, self._saved_runtime[0]))
+        if self.cfg.pipeline.opencv_threads:  # 0 = leave OpenCV's own choice
+            cv2.setNumThreads(self.cfg.pipeline.opencv_threads)
+
+    def _restore_runtime(self) -> None:
+        if self._saved_runtime is not None:
+            switch, cv_threads = self._saved_runtime
+            sys.setswitchinterval(switch)
+            cv2.setNumThreads(cv_threads)
+            self._saved_runtime = None
 
     def _close_all(self) -> None:
         for sink in self._opened:

@@ -132,3 +132,19 @@ def test_bundled_sample_plays_without_camera():
     src.open()
     image, _ = src.read()
     assert image.ndim == 3 and image.shape[2] == 3 and max(image.shape[:2]) <= 512
+
+
+@pytest.mark.parametrize("realtime, decode_threads, expected", [
+    (False, None, 1),  # as fast as possible: one decoder thread, the model keeps the other cores
+    (True, 2, 2),  # asked for explicitly
+])
+def test_video_file_decoder_threads(walk_clip, realtime, decode_threads, expected):
+    import cv2
+
+    src = build_source(SourceConfig(type="file", path=str(walk_clip), realtime=realtime, decode_threads=decode_threads))
+    src.open()
+    try:
+        assert src._cap.get(cv2.CAP_PROP_N_THREADS) == expected
+        assert src.read()[0].shape == (480, 640, 3)  # and it still decodes
+    finally:
+        src.close()

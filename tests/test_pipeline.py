@@ -198,3 +198,28 @@ def test_a_display_sink_gets_its_own_one_frame_queue(movenet_tflite, walk_clip):
     p.run()
     assert screen.seen[-1] == 88  # the newest frame always reaches the screen
     assert p.stats.drops["sink:screen"] + len(screen.seen) == 89
+
+
+def test_pipeline_tunes_the_interpreter_while_running_and_restores_it(movenet_tflite, walk_clip):
+    """A short GIL switch interval and single-threaded OpenCV while running (issue 2's FPS ratio), undone by stop."""
+    import sys
+
+    import cv2
+
+    from edge.pipeline import GIL_SWITCH_S
+
+    sys.setswitchinterval(0.005)  # CPython's and OpenCV's defaults, so that a missing restore shows
+    cv2.setNumThreads(2)
+    before_switch, before_cv = sys.getswitchinterval(), cv2.getNumThreads()
+    seen = []
+
+    class Probe(SlowSink):
+        name = "probe"
+
+        def write(self, result):
+            seen.append((sys.getswitchinterval(), cv2.getNumThreads()))
+
+    p = Pipeline(_cfg(movenet_tflite, walk_clip, max_frames=5), sinks=[Probe(0)])
+    p.run()
+    assert seen and all(s == (GIL_SWITCH_S, 1) for s in seen)
+    assert (sys.getswitchinterval(), cv2.getNumThreads()) == (before_switch, before_cv)

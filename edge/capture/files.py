@@ -48,13 +48,23 @@ class VideoFileSource:
         self.realtime = cfg.realtime
         self.live = cfg.realtime  # paced like a camera: a slow pipeline drops frames (counted)
         self.fps: float | None = cfg.fps
+        # FFmpeg decodes on one thread per core by default; played as fast as possible, the model is the
+        # bottleneck and wants those cores (docs/BENCHMARKS.md), a paced file must keep up like a camera.
+        self.decode_threads = cfg.decode_threads if cfg.decode_threads is not None else (0 if cfg.realtime else 1)
         self._cap: cv2.VideoCapture | None = None
         self._pacer = _Pacer(None)
 
     def open(self) -> None:
         if not self.path.is_file():
             raise SourceError(f"video file {self.path} does not exist; check --source / source.path")
-        cap = cv2.VideoCapture(str(self.path))
+        cap = None
+        if self.decode_threads:
+            cap = cv2.VideoCapture(str(self.path), cv2.CAP_ANY, [cv2.CAP_PROP_N_THREADS, self.decode_threads])
+            if not cap.isOpened():  # a backend without that property: open it with its defaults
+                cap.release()
+                cap = None
+        if cap is None:
+            cap = cv2.VideoCapture(str(self.path))
         if not cap.isOpened():
             raise SourceError(
                 f"video file {self.path} cannot be opened by OpenCV: the file is corrupt or its codec is not "

@@ -110,8 +110,11 @@ class NetworkSource:
             )
 
     def _params(self) -> list[int]:
-        return [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, int(self.cfg.open_timeout_s * 1000),
-                cv2.CAP_PROP_READ_TIMEOUT_MSEC, int(self.cfg.read_timeout_s * 1000)]
+        params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, int(self.cfg.open_timeout_s * 1000),
+                  cv2.CAP_PROP_READ_TIMEOUT_MSEC, int(self.cfg.read_timeout_s * 1000)]
+        if self.api == cv2.CAP_FFMPEG and self.cfg.decode_threads:  # a live stream: FFmpeg's choice unless set
+            params += [cv2.CAP_PROP_N_THREADS, self.cfg.decode_threads]
+        return params
 
     def _connect(self) -> cv2.VideoCapture:
         with _ffmpeg_options(self.url, self.cfg.rtsp_transport):

@@ -117,7 +117,7 @@ class PersonJudge:
 
     def __init__(self, model: str, min_score: float, threads: int = 2):
         from edge.config import Config
-        from edge.pipeline import load_model
+        from edge.model import load_model
 
         cfg = Config.model_validate({"model": {"path": model, "threads": threads, "score_threshold": 0.0,
                                                "movenet_tracking": False}})

@@ -111,7 +111,7 @@ def split_frames(opts: QuantizeOptions) -> tuple[list[Path], list[Path], str]:
 def labelled_metrics(path: Path, runtime: str, threads: int, family: str, float_path: Path, samples) -> dict:
     """PCK/OKS on a labelled set, with `edgepose eval`'s protocol (crops for single-person families)."""
     from edge.evaluate import evaluate
-    from edge.pipeline import Model
+    from edge.model import Model
 
     backend, fam = open_model(path, runtime, threads, family, float_path, tracking=False, coco17=True)
     single = fam.name in SINGLE_PERSON
