@@ -208,8 +208,14 @@ class TimedSource:
         self._inner = inner
         self._rec = rec
 
-    def __getattr__(self, name):  # open, close, name, live, continuous, fps: ``live`` is set on open
+    def __getattr__(self, name):  # open, close, name, live, continuous, fps, model_image: read through
         return getattr(self._inner, name)
+
+    def __setattr__(self, name, value):  # e.g. the pipeline sets model_input_size (picamera sizes its lores)
+        if name.startswith("_"):
+            object.__setattr__(self, name, value)
+        else:
+            setattr(self._inner, name, value)
 
     def read(self):
         t0 = time.monotonic_ns()

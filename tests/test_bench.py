@@ -205,3 +205,16 @@ def test_process_meter_reads_this_process():
     assert rss.value is not None and rss.value > 10
     info = sysinfo.machine_info()
     assert info["cores"] >= 1 and info["arch"] and "numpy" in info["packages"]
+
+
+def test_timed_source_passes_the_model_size_to_the_camera():
+    """The pipeline sizes a picamera's lores stream through the bench's wrapper; it must reach the camera."""
+    from types import SimpleNamespace
+
+    from edge.bench import Recorder, TimedSource
+
+    camera = SimpleNamespace(model_input_size=None, model_image="lores", name="cam")
+    wrapped = TimedSource(camera, Recorder())
+    assert hasattr(wrapped, "model_input_size")
+    wrapped.model_input_size = (192, 192)
+    assert camera.model_input_size == (192, 192) and wrapped.model_image == "lores"
