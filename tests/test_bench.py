@@ -211,7 +211,7 @@ def test_timed_source_passes_the_model_size_to_the_camera():
     """The pipeline sizes a picamera's lores stream through the bench's wrapper; it must reach the camera."""
     from types import SimpleNamespace
 
-    from edge.bench import Recorder, TimedSource
+    from edge.bench_pipeline import Recorder, TimedSource
 
     camera = SimpleNamespace(model_input_size=None, model_image="lores", name="cam")
     wrapped = TimedSource(camera, Recorder())

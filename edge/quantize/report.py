@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edge.bench import summarize_ms
+from edge.bench_pipeline import summarize_ms
 from edge.types import Pose
 
 MATCH_MAX = 0.5  # a person matches when mean keypoint distance < 50% of the float box diagonal
