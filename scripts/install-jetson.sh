@@ -76,32 +76,18 @@ TimeoutStartSec=15min
 EOF
 }
 
-while (($#)); do
-	if parse_common_arg "$1"; then
-		shift
-		continue
-	fi
+platform_arg() {
 	case $1 in
 	--ort-wheel)
 		(($# >= 2)) || {
 			printf 'error: --ort-wheel needs a file or URL\n' >&2
 			exit 2
 		}
-		ORT_WHEEL=$2
-		shift
+		ORT_WHEEL=$2 CONSUMED=2
 		;;
-	--cpu-only) CPU_ONLY=1 ;;
-	-h | --help)
-		usage
-		exit 0
-		;;
-	*)
-		printf 'error: unknown option %s\n' "$1" >&2
-		usage >&2
-		exit 2
-		;;
+	--cpu-only) CPU_ONLY=1 CONSUMED=1 ;;
 	esac
-	shift
-done
+}
 
+parse_args "$@"
 main_install

@@ -46,24 +46,11 @@ platform_files() {
 	fi
 }
 
-while (($#)); do
-	if parse_common_arg "$1"; then
-		shift
-		continue
-	fi
+platform_arg() {
 	case $1 in
-	--kiosk) KIOSK=1 ENABLE_UNIT=edgepose-kiosk.service ;;
-	-h | --help)
-		usage
-		exit 0
-		;;
-	*)
-		printf 'error: unknown option %s\n' "$1" >&2
-		usage >&2
-		exit 2
-		;;
+	--kiosk) KIOSK=1 ENABLE_UNIT=edgepose-kiosk.service CONSUMED=1 ;;
 	esac
-	shift
-done
+}
 
+parse_args "$@"
 main_install

@@ -76,6 +76,33 @@ parse_common_arg() {
 	esac
 }
 
+# parse_args "$@": the installers' shared option loop. Each installer defines platform_arg, which
+# consumes its own options from "$@" and sets CONSUMED to how many words it took (0: not its option).
+parse_args() {
+	while (($#)); do
+		CONSUMED=0
+		if parse_common_arg "$1"; then
+			CONSUMED=1
+		else
+			platform_arg "$@"
+		fi
+		if ((CONSUMED == 0)); then
+			case $1 in
+			-h | --help)
+				usage
+				exit 0
+				;;
+			*)
+				printf 'error: unknown option %s\n' "$1" >&2
+				usage >&2
+				exit 2
+				;;
+			esac
+		fi
+		shift "$CONSUMED"
+	done
+}
+
 common_usage() {
 	cat <<EOF
   --dry-run         print every action and change nothing (no root needed)

@@ -84,3 +84,13 @@ def require_tool(tool: str, apt_package: str) -> str:
     path = shutil.which(tool) or shutil.which(tool, path="/usr/sbin:/sbin")
     need(path is not None, f"{tool} is not installed: apt-get install -y {apt_package}")
     return path
+
+
+@pytest.fixture(scope="module")
+def live(movenet_tflite, walk_clip):
+    """A pipeline with a web output on a looping clip, shared by a test module (tests/web_live.py)."""
+    from web_live import start_live
+
+    pipe, web, recorder = start_live(movenet_tflite, walk_clip)
+    yield pipe, web, recorder
+    pipe.stop()

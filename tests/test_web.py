@@ -8,13 +8,10 @@ import json
 import math
 import re
 import shutil
-import socket
 import subprocess
-import threading
 import time
 import urllib.error
 import urllib.request
-from collections import OrderedDict
 from pathlib import Path
 
 import cv2
@@ -23,97 +20,11 @@ import pytest
 
 from conftest import need
 from edge.capture.base import to_rgb8
-from edge.config import WebOutput, validate
-from edge.errors import OutputError
+from edge.config import validate
 from edge.outputs.base import build_sink
 from edge.pipeline import Pipeline
-from edge.types import StreamMeta
 
-DEADLINE_S = 30.0  # the longest any wait in these tests may take before it fails (not a performance figure)
-
-
-class Recorder:
-    """A sink that keeps the last few hundred results by frame index: what the model really said."""
-
-    name = "recorder"
-
-    def __init__(self):
-        self.results: OrderedDict[int, object] = OrderedDict()
-        self.lock = threading.Lock()
-
-    def open(self, meta):
-        self.meta = meta
-
-    def write(self, result):
-        with self.lock:
-            self.results[result.frame.index] = result
-            while len(self.results) > 600:
-                self.results.popitem(last=False)
-
-    def get(self, index):
-        with self.lock:
-            return self.results.get(index)
-
-    def close(self):
-        pass
-
-
-def start_live(model: Path, clip: Path, **web) -> tuple[Pipeline, object, Recorder]:
-    cfg = validate({"source": {"type": "file", "path": str(clip), "loop": True, "realtime": True},
-                    "model": {"path": str(model)},
-                    "outputs": [{"type": "web", "port": 0, **web}]})
-    recorder = Recorder()
-    web_sink = build_sink(cfg.outputs[0])
-    pipe = Pipeline(cfg, sinks=[web_sink, recorder]).start()
-    wait_for(lambda: pipe.stats.frames_processed > 3, "the pipeline to process frames")
-    return pipe, web_sink, recorder
-
-
-def wait_for(cond, what: str, timeout: float = DEADLINE_S):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        got = cond()
-        if got:
-            return got
-        time.sleep(0.05)
-    pytest.fail(f"timed out waiting for {what}")
-
-
-@pytest.fixture(scope="module")
-def live(movenet_tflite, walk_clip):
-    pipe, web, recorder = start_live(movenet_tflite, walk_clip)
-    yield pipe, web, recorder
-    pipe.stop()
-
-
-def get(url: str, headers: dict | None = None) -> tuple[int, bytes, dict]:
-    req = urllib.request.Request(url, headers=headers or {})
-    try:
-        with urllib.request.urlopen(req, timeout=10) as r:
-            return r.status, r.read(), dict(r.headers)
-    except urllib.error.HTTPError as e:
-        return e.code, e.read(), dict(e.headers)
-
-
-def mjpeg_frames(url: str, n: int) -> list[tuple[int, bytes]]:
-    """The first ``n`` parts of a multipart MJPEG response, parsed by hand: (declared length, JPEG bytes)."""
-    with urllib.request.urlopen(url, timeout=10) as r:
-        ctype = r.headers["Content-Type"]
-        boundary = re.search(r"boundary=(\S+)", ctype).group(1).encode()
-        parts = []
-        while len(parts) < n:
-            line = r.readline()
-            if not line.strip():
-                continue
-            assert line.strip() == b"--" + boundary, line
-            headers = {}
-            while (h := r.readline().strip()):
-                k, v = h.decode().split(":", 1)
-                headers[k.strip().lower()] = v.strip()
-            assert headers["content-type"] == "image/jpeg"
-            length = int(headers["content-length"])
-            parts.append((length, r.read(length)))
-        return parts
+from web_live import DEADLINE_S, get, mjpeg_frames, parse_prometheus, wait_for
 
 
 # -- the page in a real browser ----------------------------------------------------------------
@@ -281,45 +192,6 @@ def test_events_carry_the_model_keypoints(live):
         assert np.allclose(np.array(f["people"][0]["keypoints"]), want)
 
 
-PROM_NAME = r"[a-zA-Z_:][a-zA-Z0-9_:]*"
-PROM_LABEL = r'[a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\\n]|\\[\\"n])*"'
-PROM_SAMPLE = re.compile(rf"^({PROM_NAME})(?:\{{((?:{PROM_LABEL})(?:,(?:{PROM_LABEL}))*)?\}})? (\S+)(?: -?\d+)?$")
-
-
-def parse_prometheus(text: str) -> dict[str, dict]:
-    """A strict reader of the text format 0.0.4: TYPE before samples, families contiguous, no duplicates."""
-    assert text.endswith("\n"), "the exposition must end with a newline"
-    families: dict[str, dict] = {}
-    current = None
-    for n, line in enumerate(text.split("\n")[:-1], 1):
-        if line.startswith("# HELP "):
-            name = line.split(" ", 3)[2]
-            assert re.fullmatch(PROM_NAME, name), (n, line)
-            fam = families.setdefault(name, {"type": None, "help": None, "samples": {}})
-            assert fam["help"] is None and not fam["samples"], f"line {n}: second HELP for {name}"
-            fam["help"] = line.split(" ", 3)[3] if line.count(" ") >= 3 else ""
-            current = name
-        elif line.startswith("# TYPE "):
-            _, _, name, kind = line.split(" ")
-            assert kind in ("counter", "gauge", "histogram", "summary", "untyped"), (n, line)
-            fam = families.setdefault(name, {"type": None, "help": None, "samples": {}})
-            assert fam["type"] is None and not fam["samples"], f"line {n}: TYPE after samples or twice"
-            fam["type"] = kind
-            current = name
-        elif line.startswith("#") or not line:
-            assert not line, f"line {n}: stray comment or blank line"
-        else:
-            m = PROM_SAMPLE.match(line)
-            assert m, f"line {n} is not a sample: {line!r}"
-            name, labels, value = m.group(1), m.group(2) or "", m.group(3)
-            assert name == current, f"line {n}: {name} outside its family block"
-            fam = families[name]
-            assert fam["type"] is not None, f"{name} has samples but no TYPE"
-            assert labels not in fam["samples"], f"duplicate series {name}{{{labels}}}"
-            fam["samples"][labels] = float(value)  # float() accepts +Inf, -Inf and NaN as the format does
-            if fam["type"] == "counter":
-                assert fam["samples"][labels] >= 0 and name.endswith("_total"), line
-    return families
 
 
 def test_metrics_parse_as_prometheus_text(live):
@@ -399,130 +271,3 @@ def test_healthz_turns_503_when_the_source_stalls(movenet_tflite, walk_clip):
         assert pipe.stats.frames_processed <= 20 and not source.frames
     finally:
         pipe.stop()
-
-
-# -- access, limits and slow clients --------------------------------------------------------------
-def test_binds_loopback_by_default():
-    assert WebOutput(type="web").host == "127.0.0.1"
-    sink = build_sink(WebOutput(type="web", port=0))
-    sink.open(StreamMeta("m", "f", "r", (), (), "s", "0", None))
-    try:
-        assert sink.server._httpd.server_address[0] == "127.0.0.1"
-    finally:
-        sink.close()
-
-
-def test_bearer_token_is_required_except_for_healthz(movenet_tflite, walk_clip):
-    token = "s3cret-token-123"
-    pipe, web, _ = start_live(movenet_tflite, walk_clip, token=token)
-    try:
-        for path in ["", "metrics", "stream.mjpg", "events"]:
-            assert get(web.url + path)[0] == 401, path
-            assert get(web.url + path, {"Authorization": "Bearer wrong-token-000"})[0] == 401, path
-        assert get(web.url + "metrics", {"Authorization": f"Bearer {token}"})[0] == 200
-        assert get(web.url + f"?token={token}")[0] == 200
-        assert len(mjpeg_frames(web.url + f"stream.mjpg?overlay=0&token={token}", 1)) == 1
-        assert get(web.url + "healthz")[0] == 200
-    finally:
-        pipe.stop()
-
-
-def stuck_client(port: int, path: str) -> socket.socket:
-    """A client that asks for a stream and then never reads: a tiny receive window, no recv()."""
-    s = socket.socket()
-    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    s.connect(("127.0.0.1", port))
-    s.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
-    return s
-
-
-def test_clients_that_never_read_do_not_stall_the_pipeline_and_are_dropped(movenet_tflite, walk_clip):
-    pipe, web, _ = start_live(movenet_tflite, walk_clip, client_timeout_s=1.0, max_fps=60, jpeg_quality=95)
-    server = web.server
-    port = server.port
-    stuck = [stuck_client(port, "/stream.mjpg" if i % 2 else "/stream.mjpg?overlay=0") for i in range(10)]
-    idle = [socket.create_connection(("127.0.0.1", port)) for _ in range(2)]  # connect, say nothing
-    try:
-        before = pipe.stats.frames_processed
-        wait_for(lambda: server.client_counts()["stream"] == 10 or server.clients_dropped, "the stuck clients")
-        # While they hang, frames keep flowing and a healthy client still gets fresh frames.
-        assert len(mjpeg_frames(web.url + "stream.mjpg", 3)) == 3
-        wait_for(lambda: pipe.stats.frames_processed > before + 30, "the pipeline to keep going")
-        wait_for(lambda: server.clients_dropped >= 10, "the server to drop the clients that never read")
-        fam = parse_prometheus(get(web.url + "metrics")[1].decode())
-        assert fam["edgepose_web_clients_dropped_total"]["samples"][""] >= 10
-        assert fam["edgepose_web_clients"]["samples"]['endpoint="stream"'] == 0
-        assert get(web.url + "healthz")[0] == 200
-    finally:
-        for s in stuck + idle:
-            s.close()
-        pipe.stop()
-    assert not server._thread.is_alive()
-
-
-def test_stop_returns_while_clients_are_stuck(movenet_tflite, walk_clip):
-    pipe, web, _ = start_live(movenet_tflite, walk_clip, client_timeout_s=600)
-    server = web.server
-    stuck = [stuck_client(server.port, "/stream.mjpg") for _ in range(3)]
-    try:
-        wait_for(lambda: server.client_counts()["stream"] == 3, "the stuck clients to connect")
-        pipe.stop()
-        assert not server._thread.is_alive()
-        wait_for(lambda: server.client_counts()["stream"] == 0, "the client threads to end")
-    finally:
-        for s in stuck:
-            s.close()
-
-
-def test_too_many_clients_get_503(movenet_tflite, walk_clip):
-    pipe, web, _ = start_live(movenet_tflite, walk_clip, max_clients=2, client_timeout_s=30)
-    held = [stuck_client(web.server.port, "/events") for _ in range(2)]
-    try:
-        wait_for(lambda: web.server.client_counts()["events"] == 2, "two event clients")
-        status, body, headers = get(web.url + "metrics")
-        assert status == 503 and headers.get("Retry-After") == "5"
-    finally:
-        for s in held:
-            s.close()
-        pipe.stop()
-
-
-def test_port_in_use_names_the_port_and_the_fix():
-    blocker = socket.socket()
-    blocker.bind(("127.0.0.1", 0))
-    blocker.listen(1)
-    port = blocker.getsockname()[1]
-    try:
-        sink = build_sink(WebOutput(type="web", port=port))
-        with pytest.raises(OutputError, match=rf"127\.0\.0\.1:{port}.*another port"):
-            sink.open(StreamMeta("m", "f", "r", (), (), "s", "0", None))
-    finally:
-        blocker.close()
-
-
-def test_unknown_path_is_404(live):
-    _, web, _ = live
-    status, body, _ = get(web.url + "nope")
-    assert status == 404 and b"/stream.mjpg" in body
-
-
-def test_one_encode_serves_every_client_within_the_frame_interval(walk_clip):
-    """Ten viewers cost one JPEG per interval, not ten; a client never gets the same frame twice."""
-    from edge.outputs.draw import DrawStyle
-    from edge.outputs.web import LiveFeed
-    from edge.types import Frame, PoseResult
-
-    cap = cv2.VideoCapture(str(walk_clip))
-    images = [to_rgb8(cap.read()[1]) for _ in range(3)]
-    cap.release()
-    feed = LiveFeed(StreamMeta("m", "f", "r", (), (), "s", "0", None), DrawStyle(badge=False), 80, max_fps=0.01)
-    feed.publish(PoseResult(Frame(images[0], 0, 1, 0.0), [], {}, 2))
-    seq_a, jpeg_a = feed.jpeg(overlay=False, after=0)
-    feed.publish(PoseResult(Frame(images[1], 1, 1, 0.0), [], {}, 2))
-    seq_b, jpeg_b = feed.jpeg(overlay=False, after=0)  # a second client, within the interval: shared
-    assert (seq_b, jpeg_b) == (seq_a, jpeg_a) and jpeg_b is jpeg_a
-    seq_c, jpeg_c = feed.jpeg(overlay=False, after=seq_a)  # the first client again: it gets the new frame
-    assert seq_c == 2 and jpeg_c != jpeg_a
-    decoded = cv2.cvtColor(cv2.imdecode(np.frombuffer(jpeg_c, np.uint8), 1), cv2.COLOR_BGR2RGB)
-    assert np.abs(decoded.astype(int) - images[1]).mean() < 4  # it is frame 1's picture
-    assert feed.wait_newer(2, timeout=0.01) is None
