@@ -26,6 +26,17 @@ def test_every_default_key_is_documented_in_config_yaml():
                 assert f"  {key}:" in text, f"{section}.{key} is not documented in config.yaml"
 
 
+def test_every_section_key_is_in_the_readme_reference():
+    """README's config table is what users read first: a key added to a section must show up there too."""
+    rows = {line.split("|")[1].strip(" `"): line for line in (ROOT / "README.md").read_text().splitlines()
+            if line.startswith("| `")}
+    for section, model in Config().model_dump().items():
+        assert section in rows, f"README's config table has no row for {section}"
+        if isinstance(model, dict):
+            for key in model:
+                assert f"`{key}`" in rows[section], f"README's config table misses {section}.{key}"
+
+
 @pytest.mark.parametrize(
     "data, path, value",
     [
