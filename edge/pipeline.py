@@ -302,8 +302,10 @@ class Pipeline:
                 continue
             image, t_ns = got
             self.stats.captured()
-            lores = getattr(self.source, "model_image", None)  # picamera: the frame at the model's input size
-            self._slot.put(self._prepare(Frame(image, index, t_ns, time.time(), lores)), wait_for_reader)
+            frame = Frame(image, index, t_ns, time.time(),
+                          model_image=getattr(self.source, "model_image", None),  # picamera's lores stream
+                          t_media_ns=getattr(self.source, "media_time_ns", None))  # a video file's own time
+            self._slot.put(self._prepare(frame), wait_for_reader)
             index += 1
         self._slot.close()
 
@@ -354,7 +356,7 @@ class Pipeline:
             poses = family.decode(item.outputs, item.transform)
             t_post = time.monotonic_ns()
             timings["decode"] = (t_post - t0) / 1e6
-            poses = self.post(poses, frame.t_capture_ns)
+            poses = self.post(poses, frame.t_stream_ns)  # a file's filmed time, not how fast we read it
             t_done = time.monotonic_ns()
             timings["post"] = (t_done - t_post) / 1e6
             events, view = [], None

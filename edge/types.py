@@ -59,7 +59,9 @@ class Frame:
     ``t_capture_ns`` is ``time.monotonic_ns()`` (for latency); ``t_wall`` is epoch seconds
     (for payload timestamps only). ``model_image`` is the same view, already made small by the
     camera (picamera2's lores stream), so a family can skip resizing ``image``; keypoints are
-    still in ``image`` pixels.
+    still in ``image`` pixels. ``t_media_ns`` is a video file's own time for this frame (its
+    timestamp in the recording): played as fast as possible, a file's frames are read far closer
+    together than they were filmed, and filters and analytics must see the filmed time.
     """
 
     image: np.ndarray
@@ -67,6 +69,7 @@ class Frame:
     t_capture_ns: int
     t_wall: float
     model_image: np.ndarray | None = None
+    t_media_ns: int | None = None
 
     def __post_init__(self) -> None:
         if not _is_rgb8(self.image):
@@ -80,6 +83,11 @@ class Frame:
                 "expected HxWx3 uint8 RGB. The source must convert it (a YUV420 lores with "
                 "edge.capture.picamera.yuv420_to_rgb), or set source.lores: false."
             )
+
+    @property
+    def t_stream_ns(self) -> int:
+        """The frame's time for smoothing, tracking and analytics: the recording's time for a file, else capture time."""
+        return self.t_media_ns if self.t_media_ns is not None else self.t_capture_ns
 
     @property
     def width(self) -> int:
@@ -176,6 +184,7 @@ class PoseResult:
             "frame": f.index,
             "t_capture_ns": f.t_capture_ns,
             "t_wall_ms": int(f.t_wall * 1000),
+            **({"t_media_ms": round(f.t_media_ns / 1e6, 3)} if f.t_media_ns is not None else {}),  # video files
             "width": f.width,
             "height": f.height,
             "latency_ms": round(self.latency_ms, 2),

@@ -148,3 +148,20 @@ def test_video_file_decoder_threads(walk_clip, realtime, decode_threads, expecte
         assert src.read()[0].shape == (480, 640, 3)  # and it still decodes
     finally:
         src.close()
+
+
+def test_video_file_frames_carry_the_recordings_own_time_across_loops(walk_clip):
+    """Read as fast as possible, frames still carry the filmed time (30 fps: 33.3 ms apart), rising across loops."""
+    src = build_source(SourceConfig(type="file", path=str(walk_clip), realtime=False, loop=True))
+    src.open()
+    times = []
+    try:
+        for _ in range(95):  # the clip's 89 frames, then into the second pass
+            src.read()
+            times.append(src.media_time_ns)
+    finally:
+        src.close()
+    steps = np.diff(times) / 1e6
+    assert times[0] == 0 and all(s > 0 for s in steps)
+    assert np.median(steps) == pytest.approx(1000 / 30, abs=1)
+    assert times[89] - times[88] == pytest.approx(1e9 / 30, rel=0.05)  # the loop continues the timeline

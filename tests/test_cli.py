@@ -42,6 +42,7 @@ def test_full_clip_to_jsonl(tmp_path, data_dir, movenet_tflite):
     assert captured == 1394  # the whole clip was read, paced at its 10 fps
     frames = [r["frame"] for r in records]
     assert frames == sorted(set(frames))
+    assert all(r["t_media_ms"] == pytest.approx(r["frame"] * 100, abs=1) for r in records)  # the clip's 10 fps
     for r in records:
         assert (r["width"], r["height"]) == (768, 432)
         assert {"frame", "t_capture_ns", "t_wall_ms", "people", "timings_ms", "latency_ms"} <= r.keys()

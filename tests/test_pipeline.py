@@ -223,3 +223,27 @@ def test_pipeline_tunes_the_interpreter_while_running_and_restores_it(movenet_tf
     p.run()
     assert seen and all(s == (GIL_SWITCH_S, 1) for s in seen)
     assert (sys.getswitchinterval(), cv2.getNumThreads()) == (before_switch, before_cv)
+
+
+def test_a_file_read_fast_is_analysed_in_its_filmed_time(movenet_tflite, walk_clip):
+    """Dwell times, rep durations and the One Euro filter need filmed seconds, not how fast the file was read.
+
+    The walking clip is 89 frames at 30 fps (2.93 s). Angle updates are throttled to one a second, so its
+    filmed time gives three; read at a few hundred frames a second, read time would give one."""
+    got = []
+
+    class Collect(SlowSink):
+        name = "collect"
+
+        def write(self, result):
+            got.append(result)
+
+    cfg = Config.model_validate({
+        "model": {"path": str(movenet_tflite)}, "source": {"type": "file", "path": str(walk_clip), "realtime": False},
+        "outputs": [], "analytics": [{"type": "angles", "joints": ["left_elbow"], "interval_s": 1.0}]})
+    Pipeline(cfg, sinks=[Collect(0)]).run()
+    assert [r.frame.t_media_ns for r in got[:3]] == [0, 33_000_000, 67_000_000]  # the file's own timestamps
+    updates = [e for r in got for e in r.events if e.type == "angle_update"]
+    assert len(updates) == 3
+    gaps = np.diff([e.t_capture_ns for e in updates]) / 1e9
+    assert all(1.0 <= g < 1.0 + 1.5 / 30 for g in gaps)  # a second of film, to the next frame

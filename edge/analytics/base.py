@@ -27,7 +27,9 @@ FORGET_S = 60.0  # per-track state of a person unseen this long is dropped (trac
 
 @dataclass(frozen=True)
 class Moment:
-    """The frame facts an analysis needs (a Frame has the same attributes, so either can be passed)."""
+    """The frame facts an analysis needs. ``t_capture_ns`` is the frame's time: when a camera took it,
+    or for a video file its time in the recording (``Frame.t_stream_ns``), so that dwell times and
+    rep durations are filmed seconds however fast the file is read."""
 
     index: int
     t_capture_ns: int
@@ -37,7 +39,8 @@ class Moment:
 
     @classmethod
     def of(cls, frame) -> "Moment":
-        return cls(frame.index, frame.t_capture_ns, frame.t_wall, frame.width, frame.height)
+        t_ns = getattr(frame, "t_stream_ns", None)  # a Frame; a Moment already holds it
+        return cls(frame.index, frame.t_capture_ns if t_ns is None else t_ns, frame.t_wall, frame.width, frame.height)
 
 
 @dataclass(frozen=True)

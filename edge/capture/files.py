@@ -53,6 +53,8 @@ class VideoFileSource:
         self.decode_threads = cfg.decode_threads if cfg.decode_threads is not None else (0 if cfg.realtime else 1)
         self._cap: cv2.VideoCapture | None = None
         self._pacer = _Pacer(None)
+        self.media_time_ns: int | None = None  # the last frame's time in the recording, across loops
+        self._loop_offset_ns = 0
 
     def open(self) -> None:
         if not self.path.is_file():
@@ -88,8 +90,21 @@ class VideoFileSource:
             ok, image = self._cap.read()
             if not ok:
                 raise EndOfStream(str(self.path))
+            self._loop_offset_ns = (self.media_time_ns or 0) + self._frame_ns()  # the timeline runs on
+        self.media_time_ns = self._media_time(self._cap.get(cv2.CAP_PROP_POS_MSEC))
         self._pacer.wait()
         return to_rgb8(image, bgr=True, what=f"{self.path}"), time.monotonic_ns()
+
+    def _frame_ns(self) -> int:
+        return int(1e9 / (self.fps or 30.0))
+
+    def _media_time(self, pos_ms: float) -> int:
+        """The frame's timestamp (FFmpeg's pts) on a timeline that keeps rising when the file loops."""
+        last = self.media_time_ns
+        t = self._loop_offset_ns + int(round(pos_ms * 1e6)) if pos_ms == pos_ms and pos_ms >= 0 else None
+        if t is None or (last is not None and t <= last):  # no timestamps from this backend: count frames
+            t = self._loop_offset_ns if last is None or last < self._loop_offset_ns else last + self._frame_ns()
+        return t
 
     def close(self) -> None:
         if self._cap is not None:
