@@ -128,7 +128,8 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from edge.logsetup import setup_logging
-    from edge.pipeline import Pipeline, summarize
+    from edge.pipeline import Pipeline
+    from edge.stats import summarize
     from edge.service import Supervisor
 
     cfg = resolve_config(args)

@@ -93,6 +93,35 @@ class FrameSlot:
             return frame
 
 
+class _RuntimeTuning:
+    """Process-wide settings for busy pipeline threads: the first running pipeline sets them, the last restores them."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._users = 0
+        self._saved: tuple[float, int] | None = None  # switch interval, OpenCV threads before the first pipeline
+
+    def acquire(self, opencv_threads: int) -> None:
+        with self._lock:
+            if self._users == 0:
+                self._saved = (sys.getswitchinterval(), cv2.getNumThreads())
+                sys.setswitchinterval(min(GIL_SWITCH_S, self._saved[0]))
+            if opencv_threads:  # 0 = leave OpenCV's own choice
+                cv2.setNumThreads(opencv_threads)
+            self._users += 1
+
+    def release(self) -> None:
+        with self._lock:
+            self._users -= 1
+            if self._users == 0 and self._saved is not None:
+                sys.setswitchinterval(self._saved[0])
+                cv2.setNumThreads(self._saved[1])
+                self._saved = None
+
+
+_TUNING = _RuntimeTuning()
+
+
 class SinkWorker:
     """One sink on its own thread behind a bounded queue that drops the oldest item."""
 
@@ -162,7 +191,7 @@ class Pipeline:
         self._threads: list[threading.Thread] = []
         self._first_frames_checked, self._best_early_score = False, 0.0
         self._opened: list[Sink] = []
-        self._saved_runtime: tuple[float, int] | None = None  # switch interval, OpenCV threads: restored at stop
+        self._tuned = False  # holds a share of the process-wide settings (_TUNING) while running
         self.meta = StreamMeta(
             model=self.model.path.name, family=self.model.family.name, runtime=self.model.backend.runtime,
             keypoint_names=self.model.family.keypoint_names, edges=self.model.family.edges,
@@ -184,7 +213,8 @@ class Pipeline:
             self._close_all()
             raise
         self.stats.source_state = "streaming"
-        self._tune_runtime()
+        _TUNING.acquire(self.cfg.pipeline.opencv_threads)
+        self._tuned = True
         self._threads = [
             threading.Thread(target=self._guard, args=(self._capture_loop,), name="capture", daemon=True),
             threading.Thread(target=self._guard, args=(self._inference_loop,), name="inference", daemon=True),
@@ -212,7 +242,9 @@ class Pipeline:
             if w.thread.is_alive():
                 w.thread.join(max(0.05, deadline - time.monotonic()))
         self._close_all()
-        self._restore_runtime()
+        if self._tuned:
+            _TUNING.release()
+            self._tuned = False
         self._check_first_frames([], final=True)
         self.finished.set()
 
@@ -226,20 +258,6 @@ class Pipeline:
             self.stop()
         if self.error is not None:
             raise self.error
-
-    def _tune_runtime(self) -> None:
-        """Process-wide settings for a pipeline of busy threads (undone by stop)."""
-        self._saved_runtime = (sys.getswitchinterval(), cv2.getNumThreads())
-        sys.setswitchinterval(min(GIL_SWITCH_S, self._saved_runtime[0]))
-        if self.cfg.pipeline.opencv_threads:  # 0 = leave OpenCV's own choice
-            cv2.setNumThreads(self.cfg.pipeline.opencv_threads)
-
-    def _restore_runtime(self) -> None:
-        if self._saved_runtime is not None:
-            switch, cv_threads = self._saved_runtime
-            sys.setswitchinterval(switch)
-            cv2.setNumThreads(cv_threads)
-            self._saved_runtime = None
 
     def _close_all(self) -> None:
         for sink in self._opened:
@@ -372,13 +390,3 @@ class Pipeline:
             if max_frames and stats.frames_processed >= max_frames:
                 break
         self.finished.set()
-
-def summarize(stats: Stats) -> str:
-    snap = stats.snapshot()
-    stages = ", ".join(f"{k} {v:.2f} ms" for k, v in snap["stage_ms"].items())
-    return (
-        f"processed {snap['frames_processed']} of {snap['frames_captured']} captured frames in "
-        f"{snap['uptime_s']:.1f} s ({snap['fps']:.1f} fps); median {stages}; "
-        f"up to {snap['people_max']} people in a frame; dropped {snap['dropped_total']} {snap['drops'] or ''}".rstrip()
-    )
-

@@ -86,3 +86,13 @@ class Stats:
                 "source_state": self.source_state,
                 "reconnects": self.reconnects,
             }
+
+
+def summarize(stats: Stats) -> str:
+    snap = stats.snapshot()
+    stages = ", ".join(f"{k} {v:.2f} ms" for k, v in snap["stage_ms"].items())
+    return (
+        f"processed {snap['frames_processed']} of {snap['frames_captured']} captured frames in "
+        f"{snap['uptime_s']:.1f} s ({snap['fps']:.1f} fps); median {stages}; "
+        f"up to {snap['people_max']} people in a frame; dropped {snap['dropped_total']} {snap['drops'] or ''}".rstrip()
+    )

@@ -247,3 +247,26 @@ def test_a_file_read_fast_is_analysed_in_its_filmed_time(movenet_tflite, walk_cl
     assert len(updates) == 3
     gaps = np.diff([e.t_capture_ns for e in updates]) / 1e9
     assert all(1.0 <= g < 1.0 + 1.5 / 30 for g in gaps)  # a second of film, to the next frame
+
+
+def test_overlapping_pipelines_share_the_interpreter_settings(movenet_tflite, walk_clip):
+    """The first running pipeline tunes the process, the last one to stop restores it (e.g. two in one app)."""
+    import sys
+
+    import cv2
+
+    from edge.pipeline import GIL_SWITCH_S
+
+    sys.setswitchinterval(0.005)
+    cv2.setNumThreads(2)
+    cfg = Config.model_validate({"model": {"path": str(movenet_tflite)}, "outputs": [],
+                                 "source": {"type": "file", "path": str(walk_clip), "realtime": True, "loop": True}})
+    a, b = Pipeline(cfg), Pipeline(cfg)
+    a.start()
+    b.start()
+    try:
+        a.stop()
+        assert (sys.getswitchinterval(), cv2.getNumThreads()) == (GIL_SWITCH_S, 1)  # b still runs
+    finally:
+        b.stop()
+    assert (sys.getswitchinterval(), cv2.getNumThreads()) == (0.005, 2)
