@@ -165,3 +165,13 @@ def test_video_file_frames_carry_the_recordings_own_time_across_loops(walk_clip)
     assert times[0] == 0 and all(s > 0 for s in steps)
     assert np.median(steps) == pytest.approx(1000 / 30, abs=1)
     assert times[89] - times[88] == pytest.approx(1e9 / 30, rel=0.05)  # the loop continues the timeline
+
+
+def test_media_time_counts_frames_when_the_backend_gives_no_timestamps(walk_clip):
+    """A backend that reports NaN (or repeats a timestamp) still gets a rising timeline at the file's fps."""
+    src = build_source(SourceConfig(type="file", path=str(walk_clip), realtime=False, fps=25))
+    times = []
+    for pos in (float("nan"), float("nan"), 40.0, 40.0, float("nan")):
+        src.media_time_ns = src._media_time(pos)
+        times.append(src.media_time_ns)
+    assert times == [0, 40_000_000, 80_000_000, 120_000_000, 160_000_000]

@@ -101,9 +101,9 @@ class VideoFileSource:
     def _media_time(self, pos_ms: float) -> int:
         """The frame's timestamp (FFmpeg's pts) on a timeline that keeps rising when the file loops."""
         last = self.media_time_ns
-        t = self._loop_offset_ns + int(round(pos_ms * 1e6)) if pos_ms == pos_ms and pos_ms >= 0 else None
-        if t is None or (last is not None and t <= last):  # no timestamps from this backend: count frames
-            t = self._loop_offset_ns if last is None or last < self._loop_offset_ns else last + self._frame_ns()
+        t = self._loop_offset_ns + int(round(pos_ms * 1e6)) if pos_ms >= 0 else None  # NaN: no timestamp
+        if t is None or (last is not None and t <= last):  # no usable timestamp from the backend: count frames
+            t = self._loop_offset_ns if last is None else max(last + self._frame_ns(), self._loop_offset_ns)
         return t
 
     def close(self) -> None:
