@@ -16,6 +16,11 @@ SHARED = Path(os.environ.get("EDGEPOSE_SHARED", ROOT.parent / "shared"))
 STRICT = os.environ.get("EDGEPOSE_REQUIRE_SHARED") == "1"
 
 
+def pytest_configure(config) -> None:
+    # scripts/test.sh --quick runs -m "not slow" (the everyday tier, under 3 minutes); CI runs everything
+    config.addinivalue_line("markers", "slow: a test over ~10 s; left out of scripts/test.sh --quick")
+
+
 def need(condition: bool, why: str) -> None:
     """Skip (developer machine) or fail (CI) when a required asset or tool is missing."""
     if condition:

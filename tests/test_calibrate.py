@@ -46,6 +46,7 @@ def clip_calibration(busy_clip: Path, tmp_path_factory) -> Path:
     return out
 
 
+@pytest.mark.slow  # ~17 s
 def test_clip_calibration_keeps_diverse_frames_with_people(clip_calibration: Path, busy_clip: Path, yolo_judge):
     manifest = json.loads((clip_calibration / MANIFEST).read_text())
     frames, counts = manifest["frames"], manifest["counts"]

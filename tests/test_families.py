@@ -108,6 +108,7 @@ def untrained_exports():
     return UNTRAINED
 
 
+@pytest.mark.slow  # builds untrained Ultralytics exports in their own venv the first time: ~160 s
 @pytest.mark.parametrize("name", sorted(EXPORTS))
 def test_untrained_ultralytics_exports_are_detected_and_run(untrained_exports, data_dir, name):
     family_name, out_shape = EXPORTS[name]

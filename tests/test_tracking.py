@@ -223,6 +223,7 @@ def test_two_walkers_keep_their_ids_through_the_pipeline(yolo_tflite, data_dir, 
     assert any(s.any() for s in smoothed)  # the smoothed keypoints, not the raw ones, reach the output
 
 
+@pytest.mark.slow  # ~27 s of video
 def test_one_by_one_walk_through_gets_at_most_two_ids(yolo_tflite, data_dir):
     """intel_one-by-one-person-detection, frames 722-895 (of 1394, 10 fps): one man in a black T-shirt
     walks in from the bottom left (~745), stands at the table and leaves on the right (~867); the
