@@ -98,23 +98,33 @@ def draw_pose(image: np.ndarray, pose: Pose, edges: Sequence[tuple[int, int]], c
         draw_label(image, f"#{pose.track_id}", (int(round(x1)), int(round(y1)) - radius - 2))
 
 
-def draw_label(image: np.ndarray, text: str, origin: tuple[int, int], scale: float | None = None,
-               alpha: float = 1.0) -> None:
-    """Text on a dark box whose bottom-left corner is ``origin`` (clamped inside the image)."""
-    h, w = image.shape[:2]
+def label_box(shape: tuple[int, ...], text: str, origin: tuple[int, int], scale: float | None = None,
+              ) -> tuple[tuple[int, int, int, int], tuple[int, int], float, int]:
+    """Where ``draw_label`` puts ``text``: its box (x1, y1, x2, y2), the text origin, scale and weight.
+
+    The box's size comes from the font's metrics, which differ between OpenCV releases.
+    """
+    h, w = shape[:2]
     scale = scale or max(0.4, min(h, w) / 800)
     weight = max(1, round(scale * 1.5))
     (tw, th), base = cv2.getTextSize(text, FONT, scale, weight)
     pad = max(2, round(4 * scale))
     x = int(np.clip(origin[0], 0, max(0, w - tw - 2 * pad)))
     y = int(np.clip(origin[1], th + base + 2 * pad, h))
-    x2, y0 = min(w, x + tw + 2 * pad), max(0, y - th - base - 2 * pad)
+    box = (x, max(0, y - th - base - 2 * pad), min(w, x + tw + 2 * pad), y)
+    return box, (x + pad, y - base - pad), scale, weight
+
+
+def draw_label(image: np.ndarray, text: str, origin: tuple[int, int], scale: float | None = None,
+               alpha: float = 1.0) -> None:
+    """Text on a dark box whose bottom-left corner is ``origin`` (clamped inside the image)."""
+    (x, y0, x2, y), at, scale, weight = label_box(image.shape, text, origin, scale)
     roi = image[y0:y, x:x2]
     if alpha >= 1.0:
         roi[:] = LABEL_BG
     else:
         roi[:] = (roi.astype(np.float32) * (1.0 - alpha)).astype(np.uint8)
-    cv2.putText(image, text, (x + pad, y - base - pad), FONT, scale, LABEL_FG, weight, cv2.LINE_AA)
+    cv2.putText(image, text, at, FONT, scale, LABEL_FG, weight, cv2.LINE_AA)
 
 
 def badge_text(fps: float | None, latency_ms: float | None, people: int) -> str:
