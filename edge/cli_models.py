@@ -23,13 +23,17 @@ def add_parsers(sub) -> None:
     pull.add_argument("--from", dest="mirror", metavar="DIR_OR_URL", help="a local folder or URL that mirrors the files")
     pull.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     msub.add_parser("verify", help="check the sha256 of every zoo model that is here")
-    check = msub.add_parser("check", help="load a model, show its tensors and quantization, flag degenerate output")
-    check.add_argument("model", help="model file or zoo id")
-    check.add_argument("--backend", default="auto", choices=["auto", "tflite", "onnx"])
-    check.add_argument("--family", default="auto")
-    check.add_argument("--threads", type=int, default=2)
+    check = msub.add_parser("check", help="load a model, show its tensors and quantization, flag degenerate output; "
+                            "people are counted as `edgepose run` counts them")
+    check.add_argument("model", nargs="?", help="model file or zoo id (default: the config's model.path, 'default')")
+    check.add_argument("--config", help="config YAML whose model: settings (thresholds, max_people, ...) the run uses")
+    check.add_argument("--backend", choices=["auto", "tflite", "onnx"], help="default: the config's (auto)")
+    check.add_argument("--family", help="default: the config's (auto)")
+    check.add_argument("--threads", type=int, help="default: the config's (2)")
     check.add_argument("--json", action="store_true")
     _add_quantize_parsers(msub)
+    for p in msub.choices.values():
+        _add_log_level(p)
 
     ev = sub.add_parser("eval", help="accuracy on a labelled set: OKS AP, AP50, AP75, PCK@0.05/0.1 per keypoint")
     ev.add_argument("--model", required=True, help="model file or zoo id")
@@ -39,6 +43,12 @@ def add_parsers(sub) -> None:
     ev.add_argument("--family", default="auto")
     ev.add_argument("--threads", type=int, default=2)
     ev.add_argument("--json", action="store_true")
+    _add_log_level(ev)
+
+
+def _add_log_level(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--log-level", type=str.upper, choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+                   help="DEBUG also shows what LiteRT and ONNX Runtime print themselves")
 
 
 def _add_quantize_parsers(msub) -> None:
@@ -109,10 +119,11 @@ def _models(args: argparse.Namespace) -> int:
         entries = zoo.load_zoo()
         if args.id not in entries:
             raise ModelError(f"unknown zoo id '{args.id}'; see: edgepose models list")
-        for k, v in vars(entries[args.id]).items():
-            out.write(f"{k}: {v}\n")
-        path = zoo.local_file(entries[args.id])
-        out.write(f"local file: {path or 'not downloaded (edgepose models pull ' + args.id + ')'}\n")
+        entry = entries[args.id]
+        for k, v in vars(entry).items():
+            out.write(f"{k}: {'none (no public download)' if k == 'url' and not v else v}\n")
+        path = zoo.local_file(entry)
+        out.write(f"local file: {path or zoo.how_to_get(entry)}\n")
         return 0
     if args.models_command == "pull":
         path = zoo.pull(args.id, mirror=args.mirror, progress=not args.quiet)
@@ -123,12 +134,14 @@ def _models(args: argparse.Namespace) -> int:
         for i, status, path in rows:
             out.write(f"{i:34} {status:9} {path or ''}\n")
         return 2 if any(s == "MISMATCH" for _, s, _ in rows) else 0
+    from edge.config import load_config
     from edge.modelcheck import check_model, format_report
 
-    report = check_model(zoo.resolve_model(args.model), args.backend, args.family, args.threads)
+    report = check_model(args.model, args.backend, args.family, args.threads, config=load_config(args.config))
     out.write(json.dumps(report.to_dict(), indent=2) + "\n" if args.json else format_report(report) + "\n")
-    if not report.ok:
-        sys.stderr.write("edgepose: the model's output is degenerate: " + "; ".join(report.problems) + "\n")
+    if not report.ok:  # the problems (and their advice) are in the report: only say where
+        where = 'its "problems" in the JSON above' if args.json else "the result above"
+        sys.stderr.write(f"edgepose: ModelError: the output of {report.path} is degenerate; see {where}\n")
         return 2
     return 0
 
@@ -191,4 +204,8 @@ def _eval(args: argparse.Namespace) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
+    if getattr(args, "log_level", None):
+        from edge.logsetup import setup_logging
+
+        setup_logging(args.log_level)
     return _models(args) if args.command == "models" else _eval(args)

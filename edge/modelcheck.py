@@ -5,6 +5,12 @@ in this field (INT8 exports whose score channel collapsed to 0). This loads the 
 its tensors, family and quantization, runs it on the reference images shipped with the
 package and calls the output degenerate when every score is ~0, the outputs are constant, or
 they hold NaN/Inf.
+
+People are counted the way ``edgepose run`` counts them: the model is loaded by the pipeline's
+own loader (edge.model.load_model) from a Config, so the family's score threshold, keypoint
+threshold, NMS and max_people are the run's, and the run's tracker/smoother chain follows it.
+Only when that finds nobody on an image does a low-threshold probe look for the best candidate,
+to tell "below the threshold" from "degenerate".
 """
 
 from __future__ import annotations
@@ -18,20 +24,24 @@ import cv2
 import numpy as np
 
 from edge.capture.base import SAMPLE_DIR, to_rgb8
+from edge.config import Config, override
 from edge.errors import ModelError
-from edge.poses.base import FamilyOptions, ModelSignature
+from edge.model import Model, load_model
+from edge.poses.base import FamilyOptions, ModelSignature, PoseFamily
 from edge.poses.detect import make_family
-from edge.runtime.base import Backend, BackendOptions, load_backend
+from edge.post.tracking import build_post
+from edge.runtime.base import Backend, BackendOptions
 from edge.types import Frame
 
 MIN_SCORE = 0.05  # a person on a reference image must score above this
+PROBE_SCORE = 0.01  # the probe's threshold: low enough to see a collapsed score channel
 
 
 @dataclass
 class ImageResult:
     image: str
-    people: int
-    max_score: float
+    people: int  # as `edgepose run` counts them
+    max_score: float  # best counted person; with nobody counted, the best candidate below the run's threshold
     finite: bool
 
 
@@ -131,26 +141,81 @@ def reference_images() -> list[Path]:
     return sorted(SAMPLE_DIR.glob("*.jpg"))
 
 
-def check_model(path: str | Path, backend: str = "auto", family: str = "auto", threads: int = 2) -> CheckReport:
-    """Load, identify and exercise a model; ``report.problems`` lists what is wrong in plain words."""
-    b = load_backend(path, backend, BackendOptions(threads=threads))
-    sig = ModelSignature(b.inputs, b.outputs, b.metadata)
-    fam = make_family(sig, FamilyOptions(score_threshold=0.01), family, model_name=str(path))
-    report = CheckReport(str(path), b.runtime, fam.name, [s.describe() for s in b.inputs],
+def run_config(model: str | Path | None = None, backend: str | None = None, family: str | None = None,
+               threads: int | None = None, config: Config | None = None) -> Config:
+    """The Config ``edgepose run`` would use: ``config`` (default: the built-in defaults) with these overrides."""
+    changes = {"model.path": None if model is None else str(model), "model.backend": backend, "model.family": family,
+               "model.threads": threads}
+    return override(config or Config(), **changes)
+
+
+class _Probe:
+    """The model's family at a very low score threshold, built only when the run's finds nobody."""
+
+    def __init__(self, model: Model, cfg: Config):
+        self.model, self.cfg, self._family = model, cfg, None
+
+    def family(self) -> PoseFamily:
+        if self._family is None:
+            b, m = self.model.backend, self.cfg.model
+            options = FamilyOptions(score_threshold=PROBE_SCORE, model_path=str(self.model.path), detector=m.detector,
+                                    backend=m.backend, coco17_view=m.coco17_view,
+                                    backend_options=BackendOptions(threads=m.threads, providers=list(m.providers)))
+            self._family = make_family(ModelSignature(b.inputs, b.outputs, b.metadata), options,
+                                       self.model.family.name, model_name=str(self.model.path))
+        return self._family
+
+    def best_score(self, frame: Frame) -> float:
+        fam = self.family()
+        fam.reset()
+        inputs, t = fam.prepare(frame)
+        outs = self.model.backend.run(inputs)
+        return max((p.score for p in fam.decode(outs, t)), default=0.0)
+
+
+def check_model(path: str | Path | None = None, backend: str | None = "auto", family: str | None = "auto",
+                threads: int | None = 2, config: Config | None = None) -> CheckReport:
+    """Load, identify and exercise a model; ``report.problems`` lists what is wrong in plain words.
+
+    ``config`` supplies the run's model settings (thresholds, NMS, max_people, tracking); the other
+    arguments override it where not None (``path`` None = the config's model.path).
+    """
+    cfg = run_config(path, backend, family, threads, config)
+    model = load_model(cfg)
+    try:
+        return _exercise(model, cfg)
+    finally:
+        model.backend.close()
+
+
+def _exercise(model: Model, cfg: Config) -> CheckReport:
+    b, fam, post = model.backend, model.family, build_post(cfg)
+    report = CheckReport(str(model.path), b.runtime, fam.name, [s.describe() for s in b.inputs],
                          [s.describe() for s in b.outputs], quantization(b))
     images = reference_images()
     if not images:
         raise ModelError(f"the reference images are missing from {SAMPLE_DIR}; reinstall edgepose")
+    probe = _Probe(model, cfg)
     raw_outputs = []
-    for img_path in images:
+    for i, img_path in enumerate(images):
         rgb = to_rgb8(cv2.imread(str(img_path), cv2.IMREAD_UNCHANGED), bgr=True, what=str(img_path))
-        fam.reset()
-        inputs, t = fam.prepare(Frame(rgb, 0, time.monotonic_ns(), time.time()))
+        frame = Frame(rgb, i, time.monotonic_ns(), time.time(), source_file=str(img_path))
+        fam.reset()  # unrelated stills: the pipeline resets the family and the post chain for each
+        post.reset()
+        inputs, t = fam.prepare(frame)
         outs = b.run(inputs)
         raw_outputs.append(outs)
         finite = all(np.isfinite(o).all() for o in outs)
-        poses = fam.decode(outs, t) if finite else []
-        report.images.append(ImageResult(img_path.name, len(poses), max((p.score for p in poses), default=0.0), finite))
+        poses = post(fam.decode(outs, t), frame.t_stream_ns) if finite else []
+        best = max((p.score for p in poses), default=0.0)
+        if finite and not poses:
+            best = probe.best_score(frame)
+        report.images.append(ImageResult(img_path.name, len(poses), best, finite))
+    _judge(report, raw_outputs)
+    return report
+
+
+def _judge(report: CheckReport, raw_outputs: list[list[np.ndarray]]) -> None:
     if not all(r.finite for r in report.images):
         report.problems.append("the model outputs NaN or Inf: the file is broken (often a failed quantization)")
     flat = [np.concatenate([o.ravel() for o in outs]) for outs in raw_outputs]
@@ -164,7 +229,6 @@ def check_model(path: str | Path, backend: str = "auto", family: str = "auto", t
             "score output is degenerate, typically a broken INT8 quantization; re-export or re-quantize the "
             "model (keep the detection head in float) and check it again"
         )
-    return report
 
 
 def format_report(r: CheckReport) -> str:
@@ -179,7 +243,12 @@ def format_report(r: CheckReport) -> str:
                      + (" (per-channel)" if t.get("per_channel") else ""))
     if q.get("quantized_tensor_count", 0) > 8:
         lines.append(f"  ... {q['quantized_tensor_count'] - 8} more quantized tensors (--json lists them)")
+    if r.images:
+        lines.append("reference images (people counted as `edgepose run` counts them):")
     for im in r.images:
-        lines.append(f"reference {im.image}: {im.people} people, best score {im.max_score:.3f}")
+        people = f"{im.people} {'person' if im.people == 1 else 'people'}"
+        best = (f"best score {im.max_score:.3f}" if im.people else
+                f"best candidate {im.max_score:.3f}, below the run's score threshold")
+        lines.append(f"  {im.image}: {people}, {best}")
     lines.append("result: OK" if r.ok else "result: DEGENERATE\n  - " + "\n  - ".join(r.problems))
     return "\n".join(lines)

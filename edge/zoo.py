@@ -87,6 +87,14 @@ def local_file(entry: ZooEntry) -> Path | None:
     return None
 
 
+def how_to_get(entry: ZooEntry) -> str:
+    """What to do about a zoo model that is not here: `models pull` only when the zoo has a URL for it."""
+    if entry.url:
+        return f"not downloaded yet; run: edgepose models pull {entry.id}"
+    how = entry.notes or (f"no public download; it is {entry.source}" if entry.source else "no public download")
+    return f"not here ({how}); put {entry.file} into {cache_dir()}"
+
+
 def resolve_model(spec: str) -> Path:
     """The file for a model path, a zoo id, a bare file name in the search dirs, or 'default'."""
     name = DEFAULT_MODEL if spec in ("", "default") else spec
@@ -98,7 +106,7 @@ def resolve_model(spec: str) -> Path:
         found = local_file(zoo[name])
         if found:
             return found
-        raise ModelError(f"zoo model '{name}' is not downloaded yet; run: edgepose models pull {name}")
+        raise ModelError(f"zoo model '{name}' is {how_to_get(zoo[name])}")
     if len(p.parts) == 1:
         for d in search_dirs():
             if (d / name).is_file():

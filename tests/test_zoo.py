@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import http.server
+import os
 import threading
 from functools import partial
 from pathlib import Path
@@ -125,8 +126,37 @@ def test_unknown_id_and_missing_url(cache):
         zoo.pull("no-such-model", progress=False)
     with pytest.raises(ModelError, match="--from"):
         zoo.pull("yolo11n-pose-int8-tflite", progress=False)  # no public URL
-    with pytest.raises(ModelError, match="models pull"):
+    with pytest.raises(ModelError, match="no public download") as err:
         zoo.resolve_model("yolo11n-pose-int8-tflite")
+    assert "models pull" not in str(err.value)  # there is nothing to pull it from
+    with pytest.raises(ModelError, match=f"edgepose models pull {ID}"):
+        zoo.resolve_model(ID)  # this one has a URL
+
+
+def _no_url_entries() -> list[str]:
+    return [e.id for e in zoo.load_zoo().values() if not e.url and not e.shipped]
+
+
+def test_how_to_get_suggests_pull_only_with_a_url():
+    entries = zoo.load_zoo()
+    assert _no_url_entries() and "models pull" in zoo.how_to_get(entries[ID])
+    for i in _no_url_entries():
+        hint = zoo.how_to_get(entries[i])
+        assert "models pull" not in hint and entries[i].file in hint and str(zoo.cache_dir()) in hint
+
+
+def test_models_info_without_url_does_not_suggest_pull(cache):
+    from test_cli import edgepose
+
+    env = {**os.environ, "EDGEPOSE_MODELS": str(cache)}
+    for i in ("yolo11n-pose-int8-tflite", "blazepose-lite"):
+        proc = edgepose("models", "info", i, env=env)
+        assert proc.returncode == 0, proc.stderr
+        assert "models pull" not in proc.stdout + proc.stderr
+        assert "url: none (no public download)" in proc.stdout
+        assert f"put {zoo.load_zoo()[i].file} into {cache}" in proc.stdout  # where the file goes instead
+    proc = edgepose("models", "info", ID, env=env)
+    assert f"local file: not downloaded yet; run: edgepose models pull {ID}" in proc.stdout
 
 
 def test_unreachable_mirror_is_a_clear_error(cache):

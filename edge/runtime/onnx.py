@@ -1,4 +1,10 @@
-"""ONNX Runtime backend: configurable execution providers (CPU, CUDA, TensorRT) and threads."""
+"""ONNX Runtime backend: configurable execution providers (CPU, CUDA, TensorRT) and threads.
+
+ONNX Runtime writes its own log (ANSI-coloured) to fd 2. Below DEBUG it is held to errors; at DEBUG
+it includes warnings. What it prints while it loads a model is captured and logged through
+``logging`` instead: its verbose, info and warning lines at DEBUG, anything else at WARNING
+(edge/runtime/native_log.py).
+"""
 
 from __future__ import annotations
 
@@ -9,9 +15,11 @@ import numpy as np
 
 from edge.errors import ModelError
 from edge.runtime.base import BackendOptions, TensorSpec, from_output, register, to_input
+from edge.runtime.native_log import ORT_CHATTER, debug_enabled, native_stderr
 
 log = logging.getLogger(__name__)
 
+ORT_WARNING, ORT_ERROR = 2, 3  # ONNX Runtime's severities (0 verbose, 1 info, 2 warning, 3 error, 4 fatal)
 _ONNX_DTYPES = {
     "tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(double)": np.float64,
     "tensor(uint8)": np.uint8, "tensor(int8)": np.int8, "tensor(int32)": np.int32, "tensor(int64)": np.int64,
@@ -49,9 +57,13 @@ class OnnxBackend:
         so = ort.SessionOptions()
         so.intra_op_num_threads = max(1, options.threads)
         so.inter_op_num_threads = 1
-        so.log_severity_level = 3
+        # the level is read now: setup_logging() runs before any model is loaded
+        severity = ORT_WARNING if debug_enabled(log) else ORT_ERROR
+        ort.set_default_logger_severity(severity)  # the process-wide logger: model loading warns through it
+        so.log_severity_level = severity  # the session's own logger (runs)
         try:
-            self._session = ort.InferenceSession(str(path), sess_options=so, providers=providers)
+            with native_stderr(log, ORT_CHATTER, "ONNX Runtime"):
+                self._session = ort.InferenceSession(str(path), sess_options=so, providers=providers)
         except Exception as exc:  # onnxruntime raises its own untyped exceptions for bad files
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise ModelError(

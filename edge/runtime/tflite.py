@@ -1,6 +1,8 @@
 """LiteRT (TFLite) backend: ai-edge-litert, else tflite_runtime, else tensorflow.lite.
 
-XNNPACK is the default CPU delegate in all three; ``threads`` sets its thread count.
+XNNPACK is the default CPU delegate in all three; ``threads`` sets its thread count. What the
+runtime prints to fd 2 while it loads a model (``INFO: Created TensorFlow Lite XNNPACK delegate
+for CPU.``) is logged at DEBUG, anything unexpected at WARNING (edge/runtime/native_log.py).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import numpy as np
 
 from edge.errors import ModelError
 from edge.runtime.base import BackendOptions, TensorSpec, from_output, register, to_input
+from edge.runtime.native_log import LITERT_CHATTER, native_stderr
 
 log = logging.getLogger(__name__)
 
@@ -84,8 +87,9 @@ class TFLiteBackend:
         self.path = path
         interpreter_cls = _interpreter_class()
         try:
-            self._it = interpreter_cls(model_path=str(path), num_threads=max(1, options.threads))
-            self._it.allocate_tensors()
+            with native_stderr(log, LITERT_CHATTER, "LiteRT"):  # the XNNPACK line comes from allocate_tensors
+                self._it = interpreter_cls(model_path=str(path), num_threads=max(1, options.threads))
+                self._it.allocate_tensors()
         except (ValueError, RuntimeError) as exc:
             raise ModelError(
                 f"model {path} could not be loaded by LiteRT: {str(exc).strip().splitlines()[0]}. "
