@@ -25,13 +25,15 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--family", help="override the detected model family (movenet, movenet_multipose, yolo, yolo_e2e, ...)")
     p.add_argument("--threads", type=int, help="inference threads")
     p.add_argument("--output", action="append", metavar="OUT",
-                   help="FILE.jsonl, '-' (JSON lines on stdout), web[:PORT], framebuffer[:/dev/fbN] or window; "
-                        "repeatable; replaces the config's outputs")
+                   help="FILE.jsonl, '-' (JSON lines on stdout), console, web[:PORT] or web:HOST:PORT (default "
+                        "127.0.0.1; web:0.0.0.0:8080 opens it to the LAN), framebuffer[:/dev/fbN], window, "
+                        "mqtt://[user@]host[:port][/prefix]; repeatable; replaces the config's outputs")
     p.add_argument("--no-realtime", action="store_true", help="play files as fast as possible instead of at their fps")
     p.add_argument("--loop", action="store_true", help="loop files and images")
     p.add_argument("--max-frames", type=int, help="stop after this many processed frames")
     p.add_argument("-q", "--quiet", action="store_true", help="no console status line")
-    p.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    p.add_argument("--log-level", type=str.upper, choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+                   help="debug also shows what LiteRT and ONNX Runtime print themselves")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -67,21 +69,17 @@ def _add_bench_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--report", metavar="DIR", help="write DIR/report.md with PNG plots (needs edgepose[plots])")
 
 
-def _output_spec(spec: str) -> dict:
-    """One --output: the live view, a framebuffer, a window, or else a JSON-lines file."""
-    kind, _, arg = spec.partition(":")
-    if kind in ("web", "framebuffer"):
-        return {"type": kind, **({"port" if kind == "web" else "device": arg} if arg else {})}
-    return {"type": "window"} if spec == "window" else {"type": "jsonl", "path": spec}
-
-
 def _outputs(args: argparse.Namespace, configured: list[Any]) -> list[dict] | None:
+    from edge.outputs.spec import parse_output
+
     if not args.output and not args.quiet:
         return None
     outs: list[dict] = [] if args.quiet else [{"type": "console"}]
     if args.output:
         for spec in args.output:
-            outs.append(_output_spec(spec))
+            out = parse_output(spec)
+            if out["type"] != "console" or not any(o["type"] == "console" for o in outs):
+                outs.append(out)
     else:
         outs += [o.model_dump() for o in configured if o.type != "console"]
     return outs

@@ -267,4 +267,4 @@ def override(cfg: Config, **changes: Any) -> Config:
         for key in parents:
             node = node.setdefault(key, {})
         node[leaf] = value
-    return validate(data, origin="command-line options")
+    return validate(data, origin="the command line")

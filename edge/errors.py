@@ -49,3 +49,7 @@ def missing_dependency(module: str, extra: str, purpose: str) -> ModelError:
         f"{purpose} needs the Python package '{module}', which is not installed. "
         f"Install it with: pip install 'edgepose[{extra}]'"
     )
+
+
+class SourceNotFoundError(ConfigError, SourceError):
+    """A source file, folder or glob that names nothing: permanent (exit 2), unlike a camera that went away."""

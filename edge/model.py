@@ -10,6 +10,7 @@ from pathlib import Path
 from edge.config import Config
 from edge.poses.base import FamilyOptions, ModelSignature, PoseFamily
 from edge.poses.detect import make_family
+from edge.post.geometry import clip_to_frame
 from edge.runtime.base import Backend, BackendOptions, load_backend
 from edge.types import Frame
 from edge.zoo import resolve_model
@@ -19,7 +20,10 @@ log = logging.getLogger("edge.pipeline")  # the name users already filter on
 
 @dataclass
 class Model:
-    """A backend with its family: one call turns a frame into poses with stage timings."""
+    """A backend with its family: one call turns a frame into poses with stage timings.
+
+    ``infer`` gives what the pipeline gives: decoded keypoints clipped to the frame.
+    """
 
     path: Path
     backend: Backend
@@ -31,7 +35,7 @@ class Model:
         t1 = time.perf_counter_ns()
         outputs = self.backend.run(inputs)
         t2 = time.perf_counter_ns()
-        poses = self.family.decode(outputs, transform)
+        poses = clip_to_frame(self.family.decode(outputs, transform), frame.width, frame.height)
         t3 = time.perf_counter_ns()
         return poses, {"prepare": (t1 - t0) / 1e6, "infer": (t2 - t1) / 1e6, "decode": (t3 - t2) / 1e6}
 

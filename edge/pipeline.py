@@ -11,6 +11,7 @@ everything; every blocking call has a timeout.
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import threading
 import time
@@ -26,6 +27,7 @@ from edge.config import Config
 from edge.errors import EdgeposeError
 from edge.model import Model, load_model  # noqa: F401  (re-exported: callers load models through here)
 from edge.outputs.base import Sink, build_sink
+from edge.post.geometry import clip_to_frame
 from edge.post.tracking import build_post
 from edge.stats import Stats
 from edge.types import Frame, PoseResult, StreamMeta
@@ -220,6 +222,8 @@ class Pipeline:
             threading.Thread(target=self._guard, args=(self._inference_loop,), name="inference", daemon=True),
             threading.Thread(target=self._guard, args=(self._post_loop,), name="post", daemon=True),
         ]
+        outputs = ", ".join(s.name for s in self.sinks) or "no outputs"
+        log.info("pipeline running: %s -> %s", self.source.name, outputs)  # before any thread can end the source
         for w in self._workers:
             w.thread.start()
         for t in self._threads:
@@ -310,7 +314,7 @@ class Pipeline:
                 got = self.source.read()
             except EndOfStream:
                 self.stats.source_state = "ended"
-                log.info("source %s ended after %d frames", self.source.name, index)
+                log.info("source %s ended after %d frame%s", self.source.name, index, "" if index == 1 else "s")
                 break
             state = getattr(self.source, "state", None)  # live sources: streaming / reconnecting
             if state:
@@ -322,7 +326,8 @@ class Pipeline:
             self.stats.captured()
             frame = Frame(image, index, t_ns, time.time(),
                           model_image=getattr(self.source, "model_image", None),  # picamera's lores stream
-                          t_media_ns=getattr(self.source, "media_time_ns", None))  # a video file's own time
+                          t_media_ns=getattr(self.source, "media_time_ns", None),  # a video file's own time
+                          source_file=str(still) if (still := getattr(self.source, "current", None)) else None)
             self._slot.put(self._prepare(frame), wait_for_reader)
             index += 1
         self._slot.close()
@@ -371,7 +376,7 @@ class Pipeline:
                 self.post.reset()
                 self.analytics.reset()
             t0 = time.monotonic_ns()
-            poses = family.decode(item.outputs, item.transform)
+            poses = clip_to_frame(family.decode(item.outputs, item.transform), frame.width, frame.height)
             t_post = time.monotonic_ns()
             timings["decode"] = (t_post - t0) / 1e6
             poses = self.post(poses, frame.t_stream_ns)  # a file's filmed time, not how fast we read it
@@ -384,6 +389,8 @@ class Pipeline:
                 timings["analytics"] = (t_done - t_analytics) / 1e6
             result = PoseResult(frame, poses, timings, t_done, events, view)
             stats.processed(timings, result.latency_ms, len(poses), t_done)
+            if frame.source_file:
+                stats.still(os.path.basename(frame.source_file), [round(p.score, 2) for p in poses])
             self._check_first_frames(poses)
             for w in self._workers:
                 w.put(result)

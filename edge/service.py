@@ -16,6 +16,8 @@ import threading
 import time
 from collections.abc import Mapping
 
+from edge.stats import drops_text, people_text, rate
+
 log = logging.getLogger(__name__)
 
 __all__ = ["Notifier", "Supervisor", "watchdog_ping_due"]
@@ -165,7 +167,6 @@ class Supervisor:
                 stats = pipeline.stats
                 if not ready and stats.frames_processed:
                     ready = n.ready(self._status(stats)) or True
-                    log.info("pipeline running (%s)", pipeline.source.name)
                 if ready and now - last_status >= self.STATUS_EVERY_S * 1e9:
                     n.status(self._status(stats))
                     last_status = now
@@ -208,4 +209,4 @@ class Supervisor:
     @staticmethod
     def _status(stats) -> str:
         snap = stats.snapshot()
-        return f"{snap['fps']:.1f} fps, {snap['people']} people, {snap['dropped_total']} dropped"
+        return f"{rate(snap) or '- fps'}, {people_text(snap['people'])}, {drops_text(snap)}"

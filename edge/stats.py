@@ -13,6 +13,9 @@ from collections import Counter, deque
 import numpy as np
 
 
+STILLS_LISTED = 10  # images named one by one in the summary; the rest are counted
+
+
 class Stats:
     def __init__(self, window: int = 120):
         self._lock = threading.Lock()
@@ -29,6 +32,10 @@ class Stats:
         self.t_start_ns = time.monotonic_ns()
         self.source_state = "starting"
         self.reconnects = 0  # times a live source lost its stream and got it back (set by the capture thread)
+        # still images: what was found in the first STILLS_LISTED of them, and a tally of all
+        self.stills: list[tuple[str, list[float]]] = []
+        self.stills_seen = 0
+        self.stills_with_people = 0
 
     def captured(self) -> None:
         with self._lock:
@@ -49,6 +56,14 @@ class Stats:
             self._latency.append(latency_ms)
             for k, v in timings_ms.items():
                 self._stage.setdefault(k, deque(maxlen=self._window)).append(v)
+
+    def still(self, name: str, scores: list[float]) -> None:
+        """Remember what one still image held, for the end-of-run summary."""
+        with self._lock:
+            self.stills_seen += 1
+            self.stills_with_people += bool(scores)
+            if len(self.stills) < STILLS_LISTED:
+                self.stills.append((name, scores))
 
     def fps(self) -> float:
         with self._lock:
@@ -88,11 +103,62 @@ class Stats:
             }
 
 
+def people_text(n: int) -> str:
+    return f"{n} {'person' if n == 1 else 'people'}"
+
+
+def drops_text(snap: dict) -> str:
+    """``dropped 3 (capture 2, sink:mqtt 1)``, or ``dropped 0``."""
+    where = ", ".join(f"{k} {v}" for k, v in sorted(snap["drops"].items()) if v)
+    return f"dropped {snap['dropped_total']}" + (f" ({where})" if where else "")
+
+
+def rate(snap: dict) -> str | None:
+    """``12.3 fps`` once two frames give a rate; None before that (one frame has no rate)."""
+    return f"{snap['fps']:.1f} fps" if snap["frames_processed"] >= 2 and snap["fps"] > 0 else None
+
+
+def status_line(snap: dict) -> str:
+    """The console's periodic line; the same words as the summary at the end of a run."""
+    stages = " ".join(f"{k} {v:.1f}" for k, v in snap.get("stage_ms", {}).items())
+    lat = snap.get("latency_ms_p50")
+    return " | ".join([
+        rate(snap) or "- fps",
+        f"ms: {stages}" if stages else "ms: -",
+        f"latency p50 {lat:.1f} ms" if lat is not None else "latency -",
+        f"{people_text(snap['people'])} now",
+        f"frames {snap['frames_processed']}",
+        drops_text(snap),
+    ])
+
+
 def summarize(stats: Stats) -> str:
     snap = stats.snapshot()
-    stages = ", ".join(f"{k} {v:.2f} ms" for k, v in snap["stage_ms"].items())
-    return (
-        f"processed {snap['frames_processed']} of {snap['frames_captured']} captured frames in "
-        f"{snap['uptime_s']:.1f} s ({snap['fps']:.1f} fps); median {stages}; "
-        f"up to {snap['people_max']} people in a frame; dropped {snap['dropped_total']} {snap['drops'] or ''}".rstrip()
-    )
+    n, captured = snap["frames_processed"], snap["frames_captured"]
+    frames = f"{n} frame{'' if n == 1 else 's'}" if n == captured else f"{n} of {captured} captured frames"
+    head = f"processed {frames} in {snap['uptime_s']:.1f} s" + (f" ({r})" if (r := rate(snap)) else "")
+    parts = [head]
+    if snap["stage_ms"]:
+        parts.append("median " + ", ".join(f"{k} {v:.2f} ms" for k, v in snap["stage_ms"].items()))
+    if n:
+        parts.append(f"up to {people_text(snap['people_max'])} in a frame")
+    parts.append(drops_text(snap))
+    return "; ".join(parts) + "".join(f"\n{line}" for line in found_in_stills(stats))
+
+
+def found_in_stills(stats: Stats) -> list[str]:
+    """One plain line per image: ``  bus.jpg: 2 people (scores 0.81, 0.44)`` or ``  cat.jpg: nobody``."""
+    with stats._lock:
+        stills, seen, with_people = list(stats.stills), stats.stills_seen, stats.stills_with_people
+    lines = []
+    for name, scores in stills:
+        if not scores:
+            lines.append(f"  {name}: nobody")
+        else:
+            shown = ", ".join(f"{v:.2f}" for v in scores[:5]) + (", ..." if len(scores) > 5 else "")
+            lines.append(f"  {name}: {people_text(len(scores))} (score{'s' if len(scores) > 1 else ''} {shown})")
+    if seen > len(stills):
+        rest, rest_with = seen - len(stills), with_people - sum(bool(s) for _, s in stills)
+        lines.append(f"  ... and {rest} more image{'s' if rest != 1 else ''}: {rest_with} with people, "
+                     f"{rest - rest_with} without (every result is in the outputs)")
+    return lines

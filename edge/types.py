@@ -62,6 +62,8 @@ class Frame:
     still in ``image`` pixels. ``t_media_ns`` is a video file's own time for this frame (its
     timestamp in the recording): played as fast as possible, a file's frames are read far closer
     together than they were filmed, and filters and analytics must see the filmed time.
+    ``source_file`` names the image file a still came from (image and folder sources), so that
+    every result can be traced back to its picture.
     """
 
     image: np.ndarray
@@ -70,6 +72,7 @@ class Frame:
     t_wall: float
     model_image: np.ndarray | None = None
     t_media_ns: int | None = None
+    source_file: str | None = None
 
     def __post_init__(self) -> None:
         if not _is_rgb8(self.image):
@@ -182,6 +185,7 @@ class PoseResult:
         f = self.frame
         return {
             "frame": f.index,
+            **({"file": f.source_file} if f.source_file else {}),  # image and folder sources
             "t_capture_ns": f.t_capture_ns,
             "t_wall_ms": int(f.t_wall * 1000),
             **({"t_media_ms": round(f.t_media_ns / 1e6, 3)} if f.t_media_ns is not None else {}),  # video files

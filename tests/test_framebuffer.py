@@ -251,4 +251,5 @@ def test_window_on_headless_opencv_points_to_framebuffer_and_web(monkeypatch):
     with pytest.raises(OutputError) as err:
         sink.open(meta())
     msg = str(err.value)
-    assert "type: framebuffer" in msg and "type: web" in msg
+    assert "type: framebuffer" in msg and "--output framebuffer" in msg
+    assert "binds 127.0.0.1" in msg and "--output web:0.0.0.0:8080" in msg  # the default, and how to open it to the LAN

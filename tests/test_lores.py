@@ -31,7 +31,7 @@ from edge.pipeline import Pipeline, load_model
 from edge.poses import base as poses_base
 from edge.poses.base import FamilyOptions, ModelSignature, model_view
 from edge.poses.detect import make_family
-from edge.post.geometry import crop_rotated, crop_square, letterbox
+from edge.post.geometry import clip_to_frame, crop_rotated, crop_square, letterbox
 from edge.runtime.base import TensorSpec
 from edge.types import Frame
 from test_blazepose import blazepose_dir  # noqa: F401  (fixture: the BlazePose files, fetched once)
@@ -373,7 +373,8 @@ def test_pipeline_passes_the_lores_to_the_model(fake, yolo, caplog):  # noqa: F8
     assert "reads the camera's 640x360 lores stream (main 1920x1080)" in caplog.text
     for r in rec.results:
         assert r.frame.model_image.shape == (360, 640, 3)
-        _, again = infer(yolo, r.frame)  # the pipeline's poses are the lores run's
+        _, again = infer(yolo, r.frame)  # the pipeline's poses are the lores run's (clipped to the frame)
+        again = clip_to_frame(again, r.frame.width, r.frame.height)
         assert [p.keypoints.tolist() for p in r.poses] == [p.keypoints.tolist() for p in again]
         _, from_main = infer(yolo, main_only(r.frame))
         assert_same_keypoints(from_main, r.poses)

@@ -15,7 +15,7 @@ import numpy as np
 
 from edge.capture.base import SAMPLE_DIR, EndOfStream, expand_images, register, to_rgb8
 from edge.config import SourceConfig
-from edge.errors import SourceError
+from edge.errors import SourceError, SourceNotFoundError
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +58,7 @@ class VideoFileSource:
 
     def open(self) -> None:
         if not self.path.is_file():
-            raise SourceError(f"video file {self.path} does not exist; check --source / source.path")
+            raise SourceNotFoundError(f"{self.path} does not exist (no such file or folder); check --source / source.path")
         cap = None
         if self.decode_threads:
             cap = cv2.VideoCapture(str(self.path), cv2.CAP_ANY, [cv2.CAP_PROP_N_THREADS, self.decode_threads])
@@ -130,10 +130,10 @@ class ImageSource:
 
     def open(self) -> None:
         if not self.files:
-            raise SourceError(f"no images found at '{self.spec}'; give an image file, a folder of images or a glob")
+            raise SourceNotFoundError(f"no images found at '{self.spec}'; give an image file, a folder of images or a glob")
         missing = [f for f in self.files if not f.is_file()]
         if missing:
-            raise SourceError(f"image {missing[0]} does not exist; check --source / source.path")
+            raise SourceNotFoundError(f"image {missing[0]} does not exist; check --source / source.path")
 
     def read(self) -> tuple[np.ndarray, int] | None:
         if self._i >= len(self.files):

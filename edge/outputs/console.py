@@ -7,16 +7,8 @@ import time
 
 from edge.config import ConsoleOutput
 from edge.outputs.base import register
+from edge.stats import status_line
 from edge.types import PoseResult, StreamMeta
-
-
-def format_status(snap: dict) -> str:
-    stages = " ".join(f"{k} {v:.1f}" for k, v in snap.get("stage_ms", {}).items())
-    lat = snap.get("latency_ms_p50")
-    return (
-        f"{snap['fps']:5.1f} fps | ms: {stages} | latency p50 {lat if lat is not None else '-'} ms | "
-        f"people {snap['people']} | frames {snap['frames_processed']} | dropped {snap['dropped_total']}"
-    )
 
 
 class ConsoleSink:
@@ -25,23 +17,25 @@ class ConsoleSink:
     def __init__(self, cfg: ConsoleOutput):
         self.interval_ns = int(cfg.interval_s * 1e9)
         self._last = 0
+        self._printed = False
         self._stats = None
         self._tty = sys.stderr.isatty()
 
     def open(self, meta: StreamMeta) -> None:
         self._stats = meta.stats
+        self._last = time.monotonic_ns()  # the first line after one interval: by then there is a rate to show
 
     def write(self, result: PoseResult) -> None:
         now = time.monotonic_ns()
         if self._stats is None or now - self._last < self.interval_ns:
             return
-        self._last = now
-        line = format_status(self._stats.snapshot())
+        self._last, self._printed = now, True
+        line = status_line(self._stats.snapshot())
         sys.stderr.write(("\r" + line + "\033[K") if self._tty else line + "\n")
         sys.stderr.flush()
 
     def close(self) -> None:
-        if self._tty and self._last:
+        if self._tty and self._printed:
             sys.stderr.write("\n")
 
 

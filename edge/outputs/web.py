@@ -293,7 +293,7 @@ class LiveServer:
         except OSError as exc:
             raise OutputError(
                 f"web output cannot listen on {self.cfg.host}:{self.cfg.port}: {exc.strerror or exc}. "
-                "Choose another port (outputs: - type: web, port: ...) or stop the program that uses it; "
+                "Choose another port (--output web:PORT, or outputs: - type: web, port: ...) or stop the program that uses it; "
                 "host must be an address of this device (127.0.0.1, or 0.0.0.0 for every interface)"
             ) from None
         self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": POLL_S},
@@ -380,9 +380,10 @@ class WebSink:
         style = DrawStyle.of(self.cfg)
         self.server = LiveServer(self.cfg, LiveFeed(meta, style, self.cfg.jpeg_quality, self.cfg.max_fps))
         self.server.start()
-        if self.cfg.host not in LOOPBACK and not self.cfg.token:
-            log.warning("live view is open to the network on %s:%d without a token; set token: in the web output",
-                        self.cfg.host, self.server.port)
+        if self.cfg.host not in LOOPBACK:  # the default binds loopback: beyond it, say so every time
+            log.warning("live view listens beyond this device, on %s:%d: anyone on the network can watch%s",
+                        self.cfg.host, self.server.port,
+                        "" if self.cfg.token else " (no token is set; set token: in the web output to require one)")
         log.info("live view at %s", self.url)
 
     def write(self, result: PoseResult) -> None:

@@ -19,9 +19,10 @@ from edge.outputs.draw import DrawStyle, annotate
 from edge.types import PoseResult, StreamMeta
 
 log = logging.getLogger(__name__)
-ALTERNATIVES = ("On a kiosk without a desktop use the framebuffer output (outputs: - type: framebuffer); "
-                "to watch from another computer use the live view (outputs: - type: web, then open "
-                "http://DEVICE:8080/).")
+ALTERNATIVES = ("On a kiosk without a desktop use the framebuffer output (--output framebuffer, or outputs: "
+                "- type: framebuffer). To watch from another computer use the live view: it binds 127.0.0.1 "
+                "(this device only) by default, so open it to the LAN with --output web:0.0.0.0:8080 (or "
+                "host: 0.0.0.0 in the web output, with a token:), then open http://DEVICE:8080/.")
 
 
 def gui_backend() -> str | None:

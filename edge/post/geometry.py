@@ -44,6 +44,23 @@ class Transform:
                          frame_w, frame_h)
 
 
+def clip_to_frame(poses: list, width: int, height: int) -> list:
+    """Keypoints and boxes moved inside the frame, in place: x in [0, width-1], y in [0, height-1].
+
+    A model may place a joint in the padding around a non-square frame (MoveNet pads to a square)
+    or past the edge (y = 519 on a 512-pixel image). Consumers get coordinates that index the
+    picture; the score is kept, so a clipped joint is still known by its (usually low) score.
+    """
+    hi = np.array([max(width - 1, 0), max(height - 1, 0)], dtype=np.float32)
+    for pose in poses:
+        np.clip(pose.keypoints[:, :2], 0.0, hi, out=pose.keypoints[:, :2])
+        if pose.bbox is not None:
+            x1, y1, x2, y2 = pose.bbox
+            pose.bbox = (min(max(x1, 0.0), float(hi[0])), min(max(y1, 0.0), float(hi[1])),
+                         min(max(x2, 0.0), float(hi[0])), min(max(y2, 0.0), float(hi[1])))
+    return poses
+
+
 def letterbox(image: np.ndarray, size: tuple[int, int], pad_value: int = 114) -> tuple[np.ndarray, Transform]:
     """Resize keeping the aspect ratio and pad to ``size`` (w, h), centred, as Ultralytics does."""
     h, w = image.shape[:2]
