@@ -32,7 +32,7 @@ def google_movenet_pck(movenet_tflite, coco8):
 
 
 def test_movenet_int8_pck_on_person_crops(google_movenet_pck):
-    assert google_movenet_pck >= 0.63  # reference 0.668
+    assert google_movenet_pck >= 0.63  # edgepose eval: 0.683 with the pinned OpenCV (scripts/constraints.txt); crop resampling moves it by ~0.02 between releases
 
 
 def test_shipped_movenet_matches_google_int8(shipped_movenet, coco8, google_movenet_pck):
