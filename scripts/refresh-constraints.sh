@@ -27,7 +27,7 @@ out=scripts/constraints.txt
 tmp="$(mktemp)"
 {
   sed -n '1,/^#$/p' "$out"  # the explanatory header, up to its first bare '#'
-  echo "# Resolved on $(date -u +%Y-%m-%d) with $("$VENV/bin/python" --version), $(uname -s | tr 'A-Z' 'a-z') $(uname -m)."
+  echo "# Resolved on $(date -u +%Y-%m-%d) with $("$VENV/bin/python" --version), $(uname -sm)."
   "$VENV/bin/python" -m pip --disable-pip-version-check freeze --all --exclude-editable | grep -v '^#' \
     | sort -f
 } >"$tmp"
