@@ -23,21 +23,25 @@ setup(
     packages=find_packages(include=["edge", "edge.*"]),
     package_data={"edge": ["assets/samples/*.jpg", "assets/samples/*.md", "outputs/*.html"]},
     data_files=[("share/edgepose/models", MODEL_FILES)] if MODEL_FILES else [],
+    # Ranges, so users get fixes; the tests pin exact versions in scripts/constraints.txt. An upper bound
+    # only where a newer major release is known to break us, with the reason beside it (none today).
     install_requires=[
         "numpy>=1.23",
         "opencv-python-headless>=4.8",
         "pyyaml>=6.0",
-        "pydantic>=2.5,<3",
+        "pydantic>=2.5",
     ],
     extras_require={
         "tflite": ["ai-edge-litert>=1.2"],
         "onnx": ["onnxruntime>=1.17"],
         "plots": ["matplotlib>=3.6"],
-        "mqtt": ["paho-mqtt>=2.0,<3"],
+        "mqtt": ["paho-mqtt>=2.0"],
         # On-site INT8 (edgepose models quantize): no TensorFlow. ai-edge-quantizer pulls scipy, so not in "all".
-        "quantize": ["ai-edge-quantizer>=0.10; python_version >= '3.10'", "onnx>=1.15", "onnxruntime>=1.17"],
-        "dev": ["pytest>=7.4", "onnx>=1.15", "matplotlib>=3.6", "paho-mqtt>=2.0,<3", "jsonschema>=4.18", "cryptography>=41", "jinja2>=3", "websocket-client>=1.6", "ai-edge-quantizer>=0.10; python_version >= '3.10'"],
-        "all": ["ai-edge-litert>=1.2", "onnxruntime>=1.17", "matplotlib>=3.6", "paho-mqtt>=2.0,<3"],
+        # sympy: onnxruntime's quant_pre_process needs it for symbolic shape inference (onnxruntime does not pull it).
+        "quantize": ["ai-edge-quantizer>=0.10; python_version >= '3.10'", "onnx>=1.15", "onnxruntime>=1.17", "sympy>=1.12"],
+        "dev": ["pytest>=7.4", "onnx>=1.15", "matplotlib>=3.6", "paho-mqtt>=2.0", "jsonschema>=4.18", "cryptography>=41", "jinja2>=3", "websocket-client>=1.6", "ai-edge-quantizer>=0.10; python_version >= '3.10'",
+                "sympy>=1.12"],  # quant_pre_process's symbolic shape inference (tests/test_quantize.py checks it ran)
+        "all": ["ai-edge-litert>=1.2", "onnxruntime>=1.17", "matplotlib>=3.6", "paho-mqtt>=2.0"],
     },
     entry_points={"console_scripts": ["edgepose=edge.cli:main"]},
     classifiers=[

@@ -19,8 +19,6 @@ import pytest
 from conftest import need
 from edge.cli import main
 from edge.errors import ModelError
-from edge.quantize.report import Drift, Item, drift
-from edge.quantize.sensitivity import OpInfo, Trial, candidates, choose, op_damage
 from test_blazepose import blazepose_dir  # noqa: F401  (the session fixture that fetches the BlazePose files)
 
 ZOO = Path(os.environ.get("EDGEPOSE_MODELS") or Path.home() / ".cache" / "edgepose" / "models")
@@ -123,8 +121,10 @@ def test_onnx_static_qdq_with_report(float_onnx: Path, calib: Path, data_dir: Pa
     pck = d["pck"]
     assert abs(pck["float"]["PCK@0.1"] - pck["int8"]["PCK@0.1"]) <= 0.03  # quantized, yet still as accurate
     assert report["speed"]["float"]["p50"] > 0 and report["speed"]["int8"]["p50"] > 0
+    assert report["preprocess"] == {"ran": True, "symbolic_shapes": True, "problem": None}
     md = report_of(out, "md").read_text()
     assert "Keypoint drift" in md and "Labelled set" in md and "Ops kept in float" in md
+    assert "pre-processing: shape inference (symbolic too)" in md
     assert check_model(out, "onnx", "auto", 2).ok  # `edgepose models check` passes the result
 
 
@@ -139,16 +139,67 @@ def test_target_missed_refuses_unless_forced(float_onnx: Path, calib: Path, tmp_
     assert out.is_file() and json.loads(report_of(out, "json").read_text())["written"]
 
 
+@pytest.mark.slow  # several quantize-and-judge rounds: ~60-90 s here
 def test_search_keeps_ops_float_until_the_target_is_met(float_onnx: Path, calib: Path, tmp_path: Path):
-    """Ask for less drift than full INT8 gives: the search must keep damaging ops float to get there."""
+    """Ask for less drift than full INT8 gives: the search must keep ops float to get there.
+
+    The target comes from this machine's own full-INT8 drift, not from numbers of one library version
+    (the calibration frames, and so every drift, change with OpenCV's codecs: 0.99% to 1.07% of the box
+    diagonal here). 10% below full INT8 lies well inside what the search can reach: float has no drift at
+    all, and keeping the graph's tail float (a few % of the compute) takes off 20-40%."""
     first = tmp_path / "first.onnx"
     assert _quantize(float_onnx, calib, first, "--no-search", "--max-drift", "100") == 0
     full = json.loads(report_of(first, "json").read_text())["drift"]["mean_pct"]
+    assert full > 0.05, "full INT8 already matches float: nothing for the search to do"
+    target = round(0.9 * full, 4)
     out = tmp_path / "searched.onnx"
-    assert _quantize(float_onnx, calib, out, "--max-drift", f"{0.9 * full:.4f}", "--max-rounds", "3") == 0
+    assert _quantize(float_onnx, calib, out, "--max-drift", str(target), "--max-rounds", "3") == 0
     report = json.loads(report_of(out, "json").read_text())
-    assert report["met"] and report["kept_float"] and report["drift"]["mean_pct"] <= 0.9 * full
-    assert report["search"]["history"][0]["kept_float"] == 0 and len(report["search"]["history"]) > 1
+    history = report["search"]["history"]
+    assert history[0]["kept_float"] == 0 and history[0]["drift_pct"] == pytest.approx(full, abs=1e-3)
+    assert not history[0]["met"] and history[-1]["met"] and len(history) > 1
+    assert report["met"] and report["kept_float"] and report["drift"]["mean_pct"] <= target
+    assert 0 < report["search"]["float_compute_share"] <= 0.5  # the default --max-float-compute
+    assert report["search"]["stop_reason"].startswith("target met")
+
+
+def test_onnx_preprocessing_runs_in_full(float_onnx: Path):
+    """ORT's quant_pre_process ran, symbolic shape inference included: sympy is installed (setup.py's
+    quantize and dev extras). If it goes missing from the environment, this fails here, by name."""
+    from edge.quantize.onnx_quant import OnnxQuantizer
+
+    q = OnnxQuantizer(float_onnx)
+    assert q.preprocessing == {"ran": True, "symbolic_shapes": True, "problem": None}
+    assert q.prepared.name == "prepared.onnx"
+
+
+def test_preprocessing_without_sympy_says_so_and_how_to_fix(float_onnx: Path, calib: Path, tmp_path: Path,
+                                                            monkeypatch, caplog):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "sympy", None)  # import sympy -> ImportError, as when it is not installed
+    out = tmp_path / "nosympy.onnx"
+    with caplog.at_level("WARNING", logger="edge.quantize.onnx_quant"):
+        assert _quantize(float_onnx, calib, out, "--no-search", "--max-drift", "100", "--max-frames", "5") == 0
+    assert "pip install sympy" in caplog.text and "edgepose[quantize]" in caplog.text
+    report = json.loads(report_of(out, "json").read_text())
+    assert report["preprocess"]["ran"] and not report["preprocess"]["symbolic_shapes"]
+    assert any("symbolic shape inference" in n and "pip install sympy" in n for n in report["notes"])
+    assert "WITHOUT symbolic shape inference" in report_of(out, "md").read_text()
+
+
+def test_preprocessing_failure_quantizes_the_raw_graph_and_says_so(float_onnx: Path, monkeypatch):
+    import onnxruntime.quantization.shape_inference as si
+
+    from edge.quantize.onnx_quant import OnnxQuantizer
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("no luck today")
+
+    monkeypatch.setattr(si, "quant_pre_process", broken)
+    q = OnnxQuantizer(float_onnx)
+    assert q.preprocessing["ran"] is False and "no luck today" in q.preprocessing["problem"]
+    assert q.prepared.name == "named.onnx"
 
 
 def test_tflite_blazepose_fp16_is_folded_and_quantized(blazepose_dir: Path, calib: Path, tmp_path: Path):  # noqa: F811
@@ -204,66 +255,6 @@ def test_family_it_cannot_prepare(calib: Path, tmp_path: Path, capsys):
     assert _quantize(path, calib, tmp_path / "c-int8.onnx") == 2
     err = capsys.readouterr().err
     assert "match no supported pose family" in err and "logits" in err
-
-
-# -- the search's parts, table-driven ---------------------------------------------------------------
-def _op(key, inputs, outputs, quantizable=True, cost=0, kind=None):
-    return OpInfo(key, 0, kind or key.upper(), tuple(outputs), tuple(inputs), quantizable, cost)
-
-
-def test_damage_is_blamed_where_error_starts():
-    ops = [_op("conv1", ["in"], ["a"]), _op("conv2", ["a"], ["b"]), _op("argmax", ["b"], ["idx"], quantizable=False),
-           _op("add", ["idx", "b"], ["out"])]
-    errors = {"a": 0.05, "b": 0.06, "idx": 0.5, "out": 0.5}
-    damage = op_damage(ops, errors)
-    assert damage["conv1"] == pytest.approx(0.05)
-    assert damage["conv2"] == pytest.approx(0.01 + 0.44)  # its own 0.01, plus the argmax flips it causes
-    assert "argmax" not in damage and damage.get("add", 0.0) == 0.0
-
-
-def test_candidates_and_choice():
-    ops = [_op(k, [], [k], cost=c, kind=t) for k, c, t in (("a", 100, "CONV"), ("b", 0, "ADD"), ("c", 0, "CONV"),
-                                                             ("d", 5, "ADD"), ("e", 0, "ADD"))]
-    groups = candidates(["a", "b", "c"], ops, frozenset({"e"}))
-    assert ("a",) in groups and ("a", "b") in groups and ("a", "b", "c") in groups
-    assert ("b", "d") in groups and ("a", "c") in groups  # every still-quantized op of one type
-
-    class M:
-        def __init__(self, loss):
-            self.loss = loss
-
-    best = Trial(frozenset(), M(10.0), False)
-    cost = {"a": 0.9, "b": 0.0, "c": 0.1}
-    cheap = Trial(frozenset({"b"}), M(9.0), False, ("b",))
-    dear = Trial(frozenset({"a"}), M(8.0), False, ("a",))
-    assert choose(best, [dear, cheap], cost) is cheap  # gain per share of compute kept float
-    good = Trial(frozenset({"a", "c"}), M(7.0), True, ("a", "c"))
-    assert choose(best, [dear, cheap, good], cost) is good  # meeting the target beats everything
-
-
-def test_drift_counts_missed_and_invented_people():
-    from edge.post.geometry import Transform
-    from edge.types import Pose
-
-    t = Transform(2.0, 2.0, 0.0, 0.0, 100, 100, 200, 200)
-    kp = np.array([[10, 10, 0.9], [50, 10, 0.9], [10, 90, 0.9], [50, 90, 0.9]], np.float32)
-
-    class Family:
-        def __init__(self, poses):
-            self.poses = poses
-
-        def decode(self, outputs, transform):
-            return self.poses
-
-    ref = [Pose(kp.copy(), 0.8), Pose(kp + [100, 0, 0], 0.3)]
-    moved = kp.copy()
-    moved[:, 0] += 4.0  # 4 frame px = 2 input px
-    item = Item([np.zeros(1)], t, ref)
-    d = drift([item], [[0]], Family([Pose(moved, 0.7), Pose(kp + [0, 100, 0], 0.5)]), operating=0.25, kp_min=0.2)
-    assert (d.people, d.matched, d.missed, d.extra) == (2, 1, 1, 1)
-    assert d.mean_px == pytest.approx(4.0) and d.mean_input_px == pytest.approx(2.0)
-    assert d.mean_pct == pytest.approx(100 * 4.0 / np.hypot(40, 80), rel=1e-4)
-    assert isinstance(d, Drift) and d.loss > d.mean_pct
 
 
 # -- models made by scripts/build_models.py (not in CI: they need the TensorFlow tool chain) ----------

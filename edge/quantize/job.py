@@ -193,6 +193,11 @@ def run(opts: QuantizeOptions, progress: Callable[[str], None] | None = None) ->
                          "quantizes them too")
         if runtime == "onnx":
             notes.append(f"QDQ, per-channel int8 weights, {opts.activations} activations, {opts.method} calibration")
+        pre = getattr(engine, "preprocessing", None)
+        if pre and pre.get("problem"):
+            notes.append(("ONNX pre-processing skipped symbolic shape inference" if pre.get("ran") else
+                          "ONNX pre-processing failed, so the raw graph was quantized") +
+                         f" ({pre['problem']}): INT8 drift can be worse than it needs to be")
         if problems and opts.force:
             notes.append("written despite the target (--force)")
         report = Report(
@@ -200,7 +205,7 @@ def run(opts: QuantizeOptions, progress: Callable[[str], None] | None = None) ->
             calibration={"folder": ", ".join(opts.calib), "frames": len(calib_paths), "samples": len(calib_items)},
             holdout={"folder": held_from, "frames": len(held_paths), "samples": len(held)},
             target={**asdict(opts.target), "max_pck_drop": opts.target.max_pck_drop if labels else None},
-            search={"stop_reason": result.stop_reason, "trials": len(result.trials),
+            search={"stop_reason": result.stop_reason, "trials": len(result.trials), "unchanged": result.unchanged,
                     "float_compute_share": round(float_share, 4),
                     "history": [{"kept_float": len(t.keep_float), "added": len(t.added), "loss": round(t.loss, 4),
                                  "drift_pct": round(t.metrics.mean_pct, 3),
@@ -210,7 +215,7 @@ def run(opts: QuantizeOptions, progress: Callable[[str], None] | None = None) ->
             drift=best.metrics.to_dict(), speed=timing,
             kept_float=[{"op": k, "type": types.get(k, "?"), "damage": round(result.damage.get(k, 0.0), 4)}
                         for k in sorted(best.keep_float, key=lambda k: -result.damage.get(k, 0.0))],
-            met=not problems, problems=problems, written=write, notes=notes)
+            met=not problems, problems=problems, written=write, notes=notes, preprocess=pre)
         prefix = Path(opts.report) if opts.report else out.with_name(out.name + ".report")
         files = report.write(prefix)
     finally:

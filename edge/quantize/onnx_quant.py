@@ -2,9 +2,9 @@
 
 uint8 activations with int8 weights (u8s8) were faster than s8s8 on this x86 CPU, so u8s8 is the default;
 s8s8 is what TensorRT and most NPUs want (``--activations s8``). The model is pre-processed once (shape
-inference and ORT's graph optimisations, as ORT recommends), calibrated once, and then quantized again
-for each set of nodes the sensitivity search keeps float: ORT's calibrator and QDQQuantizer are used
-directly so that the ranges are computed only once.
+inference and ORT's graph optimisations, as ORT recommends; its symbolic shape inference needs sympy),
+calibrated once, and then quantized again for each set of nodes the sensitivity search keeps float: ORT's
+calibrator and QDQQuantizer are used directly so that the ranges are computed only once.
 """
 
 from __future__ import annotations
@@ -28,6 +28,18 @@ _FLOAT = 1  # onnx.TensorProto.FLOAT
 _DTYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(uint8)": np.uint8,
            "tensor(int8)": np.int8, "tensor(int32)": np.int32, "tensor(int64)": np.int64}
 DEQUANT_SUFFIX = "_DequantizeLinear_Output"  # onnxruntime.quantization.quant_utils.DEQUANT_OUTPUT_SUFFIX
+
+
+PREPROCESS_FIX = "pip install sympy, or pip install 'edgepose[quantize]'"
+
+
+def has_sympy() -> bool:
+    """ORT's quant_pre_process needs sympy for its symbolic shape inference."""
+    try:
+        import sympy  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
 
 def _ort_quant():
@@ -75,6 +87,7 @@ class OnnxQuantizer:
             raise ModelError(f"{self.path} is already quantized (it has {', '.join(quantized)} nodes); give the "
                              "float model it was made from")
         self._tmp = tempfile.TemporaryDirectory(prefix="edgepose-quant-")
+        self.preprocessing: dict = {}  # what _preprocess ran: ran, symbolic_shapes, problem
         self.prepared = self._preprocess(model)
         model = onnx.load(str(self.prepared))
         self._model_bytes = model.SerializeToString()
@@ -96,7 +109,10 @@ class OnnxQuantizer:
         self._float_debug = None
 
     def _preprocess(self, model) -> Path:
-        """Shape inference + ORT optimisations; every node gets a unique name (the search keeps nodes by name)."""
+        """Shape inference + ORT optimisations; every node gets a unique name (the search keeps nodes by name).
+
+        What ran is kept in ``self.preprocessing`` (the report shows it): without sympy, ORT's symbolic shape
+        inference is skipped; if pre-processing fails altogether, the raw graph is quantized."""
         onnx = _ort_quant()[0]
         from onnxruntime.quantization.shape_inference import quant_pre_process
 
@@ -107,12 +123,20 @@ class OnnxQuantizer:
                 n.name = f"{n.op_type}_{i}"
             seen.add(n.name)
         onnx.save(model, str(raw))
+        symbolic = has_sympy()
+        if not symbolic:
+            log.warning("ONNX pre-processing skips symbolic shape inference: it needs sympy, which is not "
+                        "installed (INT8 drift can be worse). Fix: %s", PREPROCESS_FIX)
         try:
-            quant_pre_process(str(raw), str(out))
-            return out
+            quant_pre_process(str(raw), str(out), skip_symbolic_shape=not symbolic)
         except Exception as exc:  # pre-processing is an optimisation; quantizing the raw graph still works
-            log.warning("ONNX pre-processing failed (%s); quantizing the model as it is", exc)
+            why = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
+            log.warning("ONNX pre-processing failed (%s); quantizing the model as it is, which can drift more", why)
+            self.preprocessing = {"ran": False, "symbolic_shapes": False, "problem": why}
             return raw
+        self.preprocessing = {"ran": True, "symbolic_shapes": symbolic,
+                              "problem": None if symbolic else f"sympy is not installed ({PREPROCESS_FIX})"}
+        return out
 
     @staticmethod
     def _tensor_types(model) -> tuple[dict[str, int], dict[str, list[int]]]:

@@ -210,6 +210,7 @@ class Report:
     problems: list[str]
     written: bool
     notes: list[str] = field(default_factory=list)
+    preprocess: dict | None = None  # ONNX: what pre-processing ran before quantization (ran, symbolic_shapes, problem)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -240,8 +241,21 @@ def markdown(r: Report) -> str:
         f"- held out: {r.holdout.get('frames')} frames ({r.holdout.get('samples')} model inputs) from "
         f"{r.holdout.get('folder')}",
         f"- target: {', '.join(f'{k} {v}' for k, v in r.target.items() if v is not None)}",
-        f"- search: {r.search.get('stop_reason')}; {r.search.get('trials')} quantizations; "
-        f"{100 * r.search.get('float_compute_share', 0):.1f}% of the multiply-accumulates stay float", "",
+        f"- search: {r.search.get('stop_reason')}; {r.search.get('trials')} quantizations judged"
+        + (f" ({r.search['unchanged']} more gave a model already judged)" if r.search.get("unchanged") else "")
+        + f"; {100 * r.search.get('float_compute_share', 0):.1f}% of the multiply-accumulates stay float",
+    ]
+    if r.preprocess is not None:
+        pre = r.preprocess
+        if not pre.get("ran"):
+            what = "FAILED, so the raw graph was quantized"
+        elif pre.get("symbolic_shapes"):
+            what = "shape inference (symbolic too) and ONNX Runtime's graph optimisations"
+        else:
+            what = "shape inference and ONNX Runtime's graph optimisations, WITHOUT symbolic shape inference"
+        lines.append(f"- pre-processing: {what}" + (f" ({pre['problem']})" if pre.get("problem") else ""))
+    lines += [
+        "",
         "## Speed (model only, same runtime and threads, interleaved)", "",
         "| model | mean ms | p50 ms | p90 ms |", "|---|---|---|---|",
         f"| float | {_ms(s['float'], 'mean')} | {_ms(s['float'], 'p50')} | {_ms(s['float'], 'p90')} |",

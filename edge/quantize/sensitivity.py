@@ -7,8 +7,13 @@ so an error is blamed where it starts, not on everything downstream. An op that 
 quantized ops that feed it. Relative tensor error does not say how much an op matters for the poses
 (a coordinate sum with a 0.3% error moves keypoints more than a backbone layer with 30%), so the worst
 ops are then *tried*: each alone and in growing groups, re-quantized and judged on the pose outputs. The
-best candidate stays float and the next round starts from it. The search stops when the accuracy target
-is met, when no candidate helps, or after ``max_rounds``.
+ranking can point at ops whose float copy changes nothing (an activation the quantizer fuses into the
+convolution before it, a reshape whose tensors its neighbours quantize anyway), so each round also tries
+the *tail*: every still-quantized op from the n-th last op with weights to the outputs, n = 1, 2, 4, ...
+(errors pile up toward the outputs, and the heads that decode poses are small). A candidate that quantizes
+to the same model as one already judged is not judged again. The best candidate stays float and the next
+round starts from it. The search stops when the accuracy target is met, when no candidate helps, or after
+``max_rounds``.
 
 This is the automatic form of the fix that rescued MoveNet MultiPose, whose peak finding and box
 offsets must stay float: no per-model deny list is written anywhere.
@@ -16,6 +21,7 @@ offsets must stay float: no per-model deny list is written anywhere.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
 from dataclasses import dataclass, field
@@ -130,25 +136,42 @@ class SearchResult:
     trials: list[Trial]
     stop_reason: str
     damage: dict[str, float] = field(default_factory=dict)  # of the ops kept float, when they were chosen
+    unchanged: int = 0  # candidates that quantized to a model already judged (not judged again, not in trials)
+
+
+def _doublings(n: int) -> list[int]:
+    """1, 2, 4, ... up to n, and n itself."""
+    out, k = [], 1
+    while k < n:
+        out.append(k)
+        k *= 2
+    return out + [n] if n else out
+
+
+def tail_groups(ops: list[OpInfo], keep: frozenset[str]) -> list[tuple[str, ...]]:
+    """Every still-quantized op from the n-th last op with weights to the end of the graph, n = 1, 2, 4, ...
+    (``ops`` in execution order, as both engines list them)."""
+    live = [op for op in sorted(ops, key=lambda o: o.index) if op.quantizable and op.key not in keep]
+    weighted = [i for i, op in enumerate(live) if op.cost > 0]
+    return [tuple(dict.fromkeys(op.key for op in live[weighted[-n]:])) for n in _doublings(len(weighted))]
 
 
 def candidates(ranked: list[str], ops: list[OpInfo], keep: frozenset[str], singles: int = 6) -> list[tuple[str, ...]]:
     """Groups to try next: the worst ops one by one; the 2, 4, 8, ... worst together (an error that several
-    ops share only goes away when all of them are float); and every still-quantized op of one type (a kind
-    of op the quantizer handles badly, wherever it sits)."""
+    ops share only goes away when all of them are float); every still-quantized op of one type (a kind
+    of op the quantizer handles badly, wherever it sits); and the tail of the graph (see ``tail_groups``)."""
     groups = [(k,) for k in ranked[:singles]]
-    n = 2
-    while n <= len(ranked):
-        groups.append(tuple(ranked[:n]))
-        n *= 2
-    if len(ranked) > 1 and len(ranked) not in (2 ** i for i in range(20)):
-        groups.append(tuple(ranked))
+    groups += [tuple(ranked[:n]) for n in _doublings(len(ranked)) if n > 1]
     by_type: dict[str, list[str]] = {}
     for op in ops:
         if op.quantizable and op.key not in keep:
             by_type.setdefault(op.type, []).append(op.key)
-    groups += [tuple(keys) for _, keys in sorted(by_type.items()) if len(keys) > 1]
-    return list(dict.fromkeys(groups))
+    groups += [tuple(dict.fromkeys(keys)) for _, keys in sorted(by_type.items()) if len(set(keys)) > 1]
+    groups += tail_groups(ops, keep)
+    unique: dict[frozenset[str], tuple[str, ...]] = {}
+    for g in groups:
+        unique.setdefault(frozenset(g), g)
+    return list(unique.values())
 
 
 def choose(best: Trial, tried: list[Trial], cost: dict[str, float]) -> Trial:
@@ -168,15 +191,25 @@ def search(engine: Engine, judge: Callable[[bytes], tuple[object, bool]], sample
            max_rounds: int = 12, enabled: bool = True, max_candidates: int = 32, max_float_share: float = 1.0,
            progress: Callable[[str], None] | None = None) -> SearchResult:
     """Full INT8 first; then, each round, rank ops by local damage, try the worst ones (alone and in growing
-    groups) in float, and keep the candidate whose poses come closest to float, until ``judge`` says the
-    target is met or no candidate helps. ``judge(model_bytes) -> (metrics, target_met)``; ``samples`` are
-    held-out model inputs. No candidate may keep more than ``max_float_share`` of the model's
-    multiply-accumulates float: past that, "INT8" would be INT8 in name only.
+    groups), whole op types and the graph's tail in float, and keep the candidate whose poses come closest
+    to float, until ``judge`` says the target is met or no candidate helps. ``judge(model_bytes) ->
+    (metrics, target_met)``; ``samples`` are held-out model inputs. No candidate may keep more than
+    ``max_float_share`` of the model's multiply-accumulates float: past that, "INT8" would be INT8 in name only.
     """
     say = progress or (lambda msg: log.info("%s", msg))
+    judged: set[bytes] = set()  # digests of the models judged so far
+    unchanged = 0
 
-    def attempt(keep: frozenset[str], added: tuple[str, ...]) -> Trial:
+    def attempt(keep: frozenset[str], added: tuple[str, ...]) -> Trial | None:
+        """The judged candidate, or None when it quantizes to a model that was judged already (an op whose
+        float copy changes nothing): it can only tie, and judging it again costs a full held-out run."""
+        nonlocal unchanged
         model = engine.quantize(set(keep))
+        digest = hashlib.sha256(model).digest()
+        if digest in judged:
+            unchanged += 1
+            return None
+        judged.add(digest)
         metrics, met = judge(model)
         return Trial(keep, metrics, met, added, model)
 
@@ -206,16 +239,24 @@ def search(engine: Engine, judge: Callable[[bytes], tuple[object, bool]], sample
                       "float")
             break
         for group in sorted(groups, key=lambda g: sum(cost.get(k, 0.0) for k in g)):
-            tried.append(attempt(best.keep_float | frozenset(group), group))
-            if tried[-1].met:
+            trial = attempt(best.keep_float | frozenset(group), group)
+            if trial is None:
+                continue
+            tried.append(trial)
+            if trial.met:
                 break  # the cheapest candidate that meets the target: no need to try dearer ones
+        if not tried:
+            reason = (f"nothing left to gain: keeping any of the {len(groups)} candidate groups float leaves the "
+                      "model as it is")
+            break
         trials += tried
         pick = choose(best, tried, cost)
         for t in tried:
             if t is not pick:
                 t.model = b""  # keep memory flat: only the best candidate's bytes are needed
         if pick.loss >= best.loss - 1e-6 and not (pick.met and not best.met):
-            reason = f"nothing left to gain: keeping any of the {len(ranked)} most damaging ops float did not help"
+            reason = (f"nothing left to gain: none of the {len(tried)} candidates (the {len(ranked)} most damaging "
+                      "ops, op types, the graph's tail) kept float did better")
             break
         kinds = ", ".join(sorted({types.get(k, "?") for k in pick.added}))
         say(f"round {round_no}: kept {len(pick.added)} more op(s) float ({kinds}) out of {len(tried)} candidates: "
@@ -225,4 +266,4 @@ def search(engine: Engine, judge: Callable[[bytes], tuple[object, bool]], sample
         if best.met:
             reason = f"target met after {round_no} round(s)"
             break
-    return SearchResult(best, trials, reason, chosen_damage)
+    return SearchResult(best, trials, reason, chosen_damage, unchanged)
