@@ -245,3 +245,24 @@ def test_a_padded_portrait_frame_gives_keypoints_inside_it(shipped_movenet):
             assert xy.min() >= 0 and (xy[:, 0] <= r["width"] - 1).all() and (xy[:, 1] <= r["height"] - 1).all()
             norm = np.array(p["keypoints_norm"])[:, :2]
             assert norm.min() >= 0 and norm.max() <= 1
+
+
+def test_an_mqtt_url_on_the_command_line_publishes_to_a_real_broker(movenet_tflite, tmp_path):
+    from mqtt_broker import Broker
+    from mqtt_pipeline import require_mqtt_tools
+    from mqtt_subscriber import Subscriber
+
+    require_mqtt_tools()
+    broker = Broker(tmp_path / "broker").start()
+    try:
+        sub = Subscriber(broker, ["home/living/#"]).start()
+        proc = edgepose("run", "--source", "sample", "--model", str(movenet_tflite), "-q",
+                        "--output", f"mqtt://127.0.0.1:{broker.port}/home/living")
+        assert proc.returncode == 0, proc.stderr
+        sub.wait_for(lambda: len(sub.jsons("home/living/poses")) == 2, 10, "both pictures' poses")
+        poses = sub.jsons("home/living/poses")
+        assert [p["file"].rsplit("/", 1)[-1] for p in poses] == ["astronaut.jpg", "grace_hopper.jpg"]
+        assert all(len(p["people"]) == 1 for p in poses)
+        sub.stop()
+    finally:
+        broker.stop()
