@@ -19,7 +19,7 @@ setup(
     long_description=(ROOT / "README.md").read_text(encoding="utf-8") if (ROOT / "README.md").exists() else "",
     long_description_content_type="text/markdown",
     license="Apache-2.0",
-    python_requires=">=3.9",
+    python_requires=">=3.10",  # tested: 3.10 (JetPack 6) and 3.11 (Pi OS Bookworm), by .ci/run
     packages=find_packages(include=["edge", "edge.*"]),
     package_data={"edge": ["assets/samples/*.jpg", "assets/samples/*.md", "outputs/*.html"]},
     data_files=[("share/edgepose/models", MODEL_FILES)] if MODEL_FILES else [],

@@ -7,8 +7,9 @@
 #   bash scripts/test.sh --quick      everyday tier: skips tests marked slow (under 3 minutes here)
 #   bash scripts/test.sh ARGS...      extra arguments go to pytest (e.g. tests/test_cli.py -k family)
 #
-# Environment: EDGEPOSE_VENV (default .venv), PYTHON (default python3), EDGEPOSE_CONSTRAINTS (default
-# scripts/constraints.txt; "none" installs the newest releases, which scripts/refresh-constraints.sh uses).
+# Environment: EDGEPOSE_VENV (default .venv), PYTHON (default python3), EDGEPOSE_CONSTRAINTS (default: the
+# file for PYTHON's version, scripts/constraints-pyX.Y.txt or else scripts/constraints.txt; "none" installs
+# the newest releases, which scripts/refresh-constraints.sh uses).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -45,7 +46,8 @@ fi
 
 PY="${PYTHON:-python3}"
 VENV="${EDGEPOSE_VENV:-.venv}"
-CONSTRAINTS="${EDGEPOSE_CONSTRAINTS:-scripts/constraints.txt}"
+PYVER="$("$PY" -c 'import sys; print("%d.%d" % sys.version_info[:2])')"
+CONSTRAINTS="${EDGEPOSE_CONSTRAINTS:-$(bash scripts/constraints-for.sh "$PYVER")}"
 if [ ! -x "$VENV/bin/python" ]; then
   step "creating the venv $VENV with $("$PY" --version)"
   "$PY" -m venv "$VENV"

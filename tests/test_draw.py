@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import os
+import sys
 from pathlib import Path
 
 import cv2
@@ -71,8 +72,10 @@ def check_golden(name: str, image: np.ndarray, tmp_path: Path) -> None:
 
 
 def pinned_opencv() -> str | None:
-    """The OpenCV release scripts/constraints.txt pins (the goldens were drawn with it)."""
-    pins = Path(__file__).parents[1] / "scripts" / "constraints.txt"
+    """The OpenCV release the constraints for this Python pin (the goldens were drawn with it)."""
+    scripts = Path(__file__).parents[1] / "scripts"
+    pins = scripts / f"constraints-py{sys.version_info[0]}.{sys.version_info[1]}.txt"
+    pins = pins if pins.is_file() else scripts / "constraints.txt"
     for line in pins.read_text().splitlines():
         if line.lower().startswith("opencv-python-headless=="):
             return line.split("==", 1)[1].strip()
