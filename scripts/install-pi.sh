@@ -21,6 +21,8 @@ Install edgepose from this checkout ($REPO_DIR) into $EP_VENV with extras [$EXTR
 create user $EP_USER (groups ${EP_GROUPS[*]}), $EP_ETC/config.yaml and the systemd units.
   --kiosk           enable edgepose-kiosk.service (framebuffer display, $EP_ETC/kiosk.yaml)
                     instead of edgepose.service
+  --no-picamera     USB or network cameras only: do not install python3-picamera2 (it comes
+                    from Raspberry Pi OS's own archive, which plain Debian does not have)
 EOF
 	common_usage
 }
@@ -49,6 +51,7 @@ platform_files() {
 platform_arg() {
 	case $1 in
 	--kiosk) KIOSK=1 ENABLE_UNIT=edgepose-kiosk.service CONSUMED=1 ;;
+	--no-picamera) APT_PACKAGES=(python3-venv) CONSUMED=1 ;;
 	esac
 }
 
