@@ -293,8 +293,8 @@ class LiveServer:
         except OSError as exc:
             raise OutputError(
                 f"web output cannot listen on {self.cfg.host}:{self.cfg.port}: {exc.strerror or exc}. "
-                "Choose another port (--output web:PORT, or outputs: - type: web, port: ...) or stop the program that uses it; "
-                "host must be an address of this device (127.0.0.1, or 0.0.0.0 for every interface)"
+                "Choose another port (--output web:PORT, or outputs: - type: web, port: ...) or stop the program "
+                "that uses it; host must be an address of this device (127.0.0.1, or 0.0.0.0 for every interface)"
             ) from None
         self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": POLL_S},
                                         name="web-listener", daemon=True)
@@ -382,8 +382,7 @@ class WebSink:
         self.server.start()
         if self.cfg.host not in LOOPBACK:  # the default binds loopback: beyond it, say so every time
             log.warning("live view listens beyond this device, on %s:%d: anyone on the network can watch%s",
-                        self.cfg.host, self.server.port,
-                        "" if self.cfg.token else " (no token is set; set token: in the web output to require one)")
+                        self.cfg.host, self.server.port, "" if self.cfg.token else " (set token: to require one)")
         log.info("live view at %s", self.url)
 
     def write(self, result: PoseResult) -> None:
