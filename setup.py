@@ -39,7 +39,7 @@ setup(
         # On-site INT8 (edgepose models quantize): no TensorFlow. ai-edge-quantizer pulls scipy, so not in "all".
         # sympy: onnxruntime's quant_pre_process needs it for symbolic shape inference (onnxruntime does not pull it).
         "quantize": ["ai-edge-quantizer>=0.10; python_version >= '3.10'", "onnx>=1.15", "onnxruntime>=1.17", "sympy>=1.12"],
-        "dev": ["pytest>=7.4", "onnx>=1.15", "matplotlib>=3.6", "paho-mqtt>=2.0", "jsonschema>=4.18", "cryptography>=41", "jinja2>=3", "websocket-client>=1.6", "ai-edge-quantizer>=0.10; python_version >= '3.10'",
+        "dev": ["pytest>=7.4", "hypothesis>=6.100", "onnx>=1.15", "matplotlib>=3.6", "paho-mqtt>=2.0", "jsonschema>=4.18", "cryptography>=41", "jinja2>=3", "websocket-client>=1.6", "ai-edge-quantizer>=0.10; python_version >= '3.10'",
                 "sympy>=1.12"],  # quant_pre_process's symbolic shape inference (tests/test_quantize.py checks it ran)
         "all": ["ai-edge-litert>=1.2", "onnxruntime>=1.17", "matplotlib>=3.6", "paho-mqtt>=2.0"],
     },
