@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import re
 import socket
+import time
 
 import numpy as np
 import pytest
@@ -266,3 +267,25 @@ def test_an_mqtt_url_on_the_command_line_publishes_to_a_real_broker(movenet_tfli
         sub.stop()
     finally:
         broker.stop()
+
+
+def test_console_prints_no_status_line_before_there_is_a_rate(capsys):
+    """A slow first frame (a Pi, an emulated board, BlazePose heavy) must not print a '- fps' line."""
+    from edge.config import ConsoleOutput
+    from edge.outputs.console import ConsoleSink
+    from edge.types import PoseResult, StreamMeta
+
+    stats = Stats()
+    sink = ConsoleSink(ConsoleOutput(type="console", interval_s=0.001))
+    sink.open(StreamMeta("m", "movenet", "tflite", (), (), "test", "0", stats=stats))
+    time.sleep(0.01)  # the interval has passed
+    stats.captured()
+    stats.processed({"infer": 1000.0}, 1200.0, 1, 1_000_000_000)
+    result = PoseResult.__new__(PoseResult)
+    sink.write(result)
+    assert capsys.readouterr().err == ""
+    stats.captured()
+    stats.processed({"infer": 1000.0}, 1200.0, 1, 2_000_000_000)
+    time.sleep(0.01)
+    sink.write(result)
+    assert capsys.readouterr().err.startswith("1.0 fps |")

@@ -7,7 +7,7 @@ import time
 
 from edge.config import ConsoleOutput
 from edge.outputs.base import register
-from edge.stats import status_line
+from edge.stats import rate, status_line
 from edge.types import PoseResult, StreamMeta
 
 
@@ -29,8 +29,11 @@ class ConsoleSink:
         now = time.monotonic_ns()
         if self._stats is None or now - self._last < self.interval_ns:
             return
+        snap = self._stats.snapshot()
+        if rate(snap) is None:  # one frame has no rate yet (a slow first frame, or a single still): wait for two
+            return
         self._last, self._printed = now, True
-        line = status_line(self._stats.snapshot())
+        line = status_line(snap)
         sys.stderr.write(("\r" + line + "\033[K") if self._tty else line + "\n")
         sys.stderr.flush()
 
