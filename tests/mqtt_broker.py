@@ -1,7 +1,8 @@
 """A real mosquitto for tests: Debian's broker on a free loopback port with a generated config.
 
 Plain, password-file (``mosquitto_passwd``) and TLS listeners; TLS material (a CA, a server
-certificate for localhost/127.0.0.1 and a client certificate) is generated with ``cryptography``.
+certificate for localhost/127.0.0.1 and a client certificate; or a broken variant: other names, expired,
+not yet valid, self-signed) is generated with ``cryptography``.
 ``kill()`` is a real SIGKILL and ``start()`` again reuses the same port, so clients reconnect.
 """
 
@@ -60,8 +61,15 @@ class TlsFiles:
     client_key: Path
 
 
-def make_tls(folder: Path) -> TlsFiles:
-    """A CA, a server certificate for localhost + 127.0.0.1 and a client certificate, as PEM files."""
+DAY = datetime.timedelta(days=1)
+VALID = (-datetime.timedelta(minutes=5), 2 * DAY)  # not_before, not_after relative to now
+
+
+def make_tls(folder: Path, *, ca_name: str = "edgepose test CA", server_names=("localhost", "127.0.0.1"),
+             server_valid=VALID, client_valid=VALID, self_signed: bool = False) -> TlsFiles:
+    """A CA, a server certificate for ``server_names`` (DNS names or IP addresses, as subjectAltName entries;
+    ``dns:`` forces a DNS entry) and a client certificate, as PEM files. ``*_valid`` shift the validity
+    window (expired, not yet valid); ``self_signed`` makes the server certificate sign itself."""
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import ec
@@ -77,10 +85,18 @@ def make_tls(folder: Path) -> TlsFiles:
         path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                            serialization.NoEncryption()))
 
-    def cert(subject: str, key, issuer: str, issuer_key, *, ca: bool, usage=None, sans=None):
+    def san(text: str):
+        if text.startswith("dns:"):  # a DNS entry even for an address: the mistake a name check rejects
+            return x509.DNSName(text[4:])
+        try:
+            return x509.IPAddress(ipaddress.ip_address(text))
+        except ValueError:
+            return x509.DNSName(text)
+
+    def cert(subject: str, key, issuer: str, issuer_key, *, ca: bool, usage=None, sans=None, valid=VALID):
         b = (x509.CertificateBuilder().subject_name(name(subject)).issuer_name(name(issuer))
              .public_key(key.public_key()).serial_number(x509.random_serial_number())
-             .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + datetime.timedelta(days=2))
+             .not_valid_before(now + valid[0]).not_valid_after(now + valid[1])
              .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True))
         if ca:
             b = b.add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True,
@@ -95,19 +111,20 @@ def make_tls(folder: Path) -> TlsFiles:
         return b.sign(issuer_key, hashes.SHA256())
 
     ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_cert = cert("edgepose test CA", ca_key, "edgepose test CA", ca_key, ca=True)
+    ca_cert = cert(ca_name, ca_key, ca_name, ca_key, ca=True)
     files = TlsFiles(folder / "ca.pem", folder / "server.pem", folder / "server.key",
                      folder / "client.pem", folder / "client.key")
     files.ca.write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))
     server_key = ec.generate_private_key(ec.SECP256R1())
-    sans = [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
-    server = cert("localhost", server_key, "edgepose test CA", ca_key, ca=False,
-                  usage=ExtendedKeyUsageOID.SERVER_AUTH, sans=sans)
+    cn = server_names[0].removeprefix("dns:") if server_names else "edgepose test broker"
+    issuer, issuer_key = (cn, server_key) if self_signed else (ca_name, ca_key)
+    server = cert(cn, server_key, issuer, issuer_key, ca=False, usage=ExtendedKeyUsageOID.SERVER_AUTH,
+                  sans=[san(n) for n in server_names], valid=server_valid)
     files.server_cert.write_bytes(server.public_bytes(serialization.Encoding.PEM))
     write_key(server_key, files.server_key)
     client_key = ec.generate_private_key(ec.SECP256R1())
-    client = cert("edgepose-client", client_key, "edgepose test CA", ca_key, ca=False,
-                  usage=ExtendedKeyUsageOID.CLIENT_AUTH)
+    client = cert("edgepose-client", client_key, ca_name, ca_key, ca=False,
+                  usage=ExtendedKeyUsageOID.CLIENT_AUTH, valid=client_valid)
     files.client_cert.write_bytes(client.public_bytes(serialization.Encoding.PEM))
     write_key(client_key, files.client_key)
     return files

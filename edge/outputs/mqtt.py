@@ -10,6 +10,7 @@ messages go to a bounded buffer that drops the oldest (counted as ``mqtt`` in st
 drained while connected, at most ``max_inflight`` unacknowledged at a time, so a dead TCP link
 cannot grow an unbounded queue inside paho. "Connected" means a CONNACK whose reason code is
 success, never just an open socket (Frigate once reported a refused connection as connected).
+Reconnects are paced by what a failed attempt cost the broker (``_pace``; docs/MQTT.md, "Reconnect").
 """
 
 from __future__ import annotations
@@ -28,11 +29,15 @@ from edge.errors import ConfigError, OutputError, missing_dependency
 from edge.outputs import hass
 from edge.outputs.base import register
 from edge.outputs.mqtt_config import MqttOutput
-from edge.outputs.mqtt_tls import KEY, explain_connect_error, tls_context
+from edge.outputs.mqtt_tls import KEY, Explain, tls_context
 from edge.sysinfo import read_soc_temp
 from edge.types import PoseResult, StreamMeta
 
 log = logging.getLogger(__name__)
+
+# While nothing accepts the TCP connection, an attempt is one SYN that the broker host's kernel answers (or
+# that times out): no broker process, handshake or log line is involved, so retrying this often costs nothing.
+PROMPT_RETRY_S = 1.0
 
 
 def _json(obj) -> bytes:
@@ -81,7 +86,10 @@ class MqttSink:
         self.connects = 0  # successful CONNACKs so far
         self.published = self.dropped = 0  # poses and events messages acknowledged by the broker (QoS 0: written) / dropped
         self.last_error: str | None = None
-        self._failure: str | None = None  # 'refused' | 'tls' | 'unreachable'
+        self._failure: str | None = None  # 'refused' | 'tls' | 'closed' | 'unreachable' (mqtt_tls.Explain)
+        self._explain = Explain(cfg, self.port, self.where)
+        self._prompt: bool | None = None  # reconnect pacing: prompt (no TCP connection) or the configured back-off
+        self._paho_error: str | None = None  # paho's last socket error while not connected (a TLS alert)
         self._outcome = threading.Event()  # the first CONNACK, or a refusal or TLS failure
         self._client, self._meta, self._stats, self._closing = None, None, None, False
         self._cond = threading.Condition()  # guards the buffer, the in-flight window and counters
@@ -112,11 +120,11 @@ class MqttSink:
             client.username_pw_set(cfg.username, password)
         if ctx is not None:
             client.tls_set_context(ctx)
-        client.reconnect_delay_set(cfg.reconnect_min_s, cfg.reconnect_max_s)
+        self._pace(client, prompt=True)
         client.max_inflight_messages_set(0)  # our own window (max_inflight) bounds what paho holds
         client.on_connect, client.on_disconnect = self._on_connect, self._on_disconnect
         client.on_connect_fail, client.on_publish = self._on_connect_fail, self._on_publish
-        client.on_message = self._on_message
+        client.on_message, client.on_log = self._on_message, self._on_log
         self._ok, self._no_conn = paho.MQTT_ERR_SUCCESS, paho.MQTT_ERR_NO_CONN
         self._latest["status"] = _Msg(self.topics["status"], b"online", True)
         self._latest["meta"] = _Msg(self.topics["meta"], _json(self._meta_payload()), True)
@@ -308,28 +316,35 @@ class MqttSink:
             self.published += 1
         self._cond.notify_all()
 
-    def _fail(self, kind: str, message: str) -> None:
+    def _pace(self, client, prompt: bool) -> None:
+        """Retry promptly while no TCP connection can be made (a broker restarting); back off as configured once
+        it answered and turned us away (then each attempt costs it a handshake and a log line)."""
+        if prompt is self._prompt:
+            return
+        self._prompt = prompt
+        cap = PROMPT_RETRY_S if prompt else float("inf")
+        client.reconnect_delay_set(min(self.cfg.reconnect_min_s, cap), min(self.cfg.reconnect_max_s, cap))
+
+    def _fail(self, client, kind: str, message: str) -> None:
+        self._pace(client, prompt=kind == "unreachable")
         first = message != self.last_error
         self.last_error, self._failure = message, kind
         if first:
-            if kind == "unreachable":
+            if kind in ("unreachable", "closed"):
                 log.warning("mqtt: %s; buffering up to %d messages meanwhile (then the oldest are dropped and counted)",
                             message, self.cfg.buffer)
             else:
                 log.error("mqtt: %s", message)
-        if kind != "unreachable":
+        if kind in ("refused", "tls"):
             self._outcome.set()
 
     # -- paho callbacks (paho's network thread) --------------------------------------------
     def _on_connect(self, client, userdata, flags, reason, properties) -> None:
         if reason.is_failure:
-            hint = ""
-            if str(reason) in ("Bad user name or password", "Not authorized"):
-                source = next((f"{k} {getattr(self.cfg, k)}" for k in ("password_file", "password_env",
-                               "password_credential") if getattr(self.cfg, k)), "no password configured")
-                hint = f"; check {KEY}.username ({self.cfg.username or 'not set'}) and the password ({source})"
-            self._fail("refused", f"{self.where} refused the connection: {reason}{hint}")
+            self._fail(client, *self._explain.refused(reason))
             return
+        client.on_log = None  # it only listens for the TLS alert that ends an attempt
+        self._pace(client, prompt=True)  # if this connection is lost, the broker is probably restarting
         with self._latest_lock:  # status and meta go out before any buffered message
             for msg in list(self._latest.values()):
                 self._send(msg, counted=False)
@@ -346,18 +361,23 @@ class MqttSink:
 
     def _on_disconnect(self, client, userdata, flags, reason, properties) -> None:
         was, self.connected = self.connected, False
+        client.on_log = self._on_log
         if self._closing:
             return
         if was:
             log.warning("mqtt: lost the connection to %s:%d (%s); reconnecting, buffering up to %d messages",
                         self.cfg.host, self.port, reason, self.cfg.buffer)
         elif self._failure != "refused":  # closed before any CONNACK: a plain client on a TLS port, a rejected cert
-            self._fail("unreachable", f"{self.where} closed the connection before answering ({reason}); does the "
-                                      "port expect TLS (tls:) or a client certificate (tls.cert_file)?")
+            error, self._paho_error = self._paho_error, None
+            self._fail(client, *self._explain.closed_early(error))
 
     def _on_connect_fail(self, client, userdata) -> None:
         exc = sys.exc_info()[1]  # paho 2 calls this inside its `except OSError:` around the connect
-        self._fail(*explain_connect_error(exc, self.where))
+        self._fail(client, *self._explain.connect_failed(exc))
+
+    def _on_log(self, client, userdata, level, buf) -> None:
+        if buf.startswith("failed to receive on socket"):  # e.g. the broker's TLS alert about our certificate
+            self._paho_error = buf
 
     def _on_publish(self, client, userdata, mid, reason, properties) -> None:
         with self._cond:
