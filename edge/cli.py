@@ -7,13 +7,15 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from typing import Any
 
 from edge import __version__
-from edge.errors import ConfigError, EdgeposeError
+from edge.errors import ConfigError, EdgeposeError, redact
 
 log = logging.getLogger("edgepose")
+MESSAGE_CAP = 16_000  # an error message on stderr; config errors list at most 20 capped lines, far below
 
 
 def _add_run_options(p: argparse.ArgumentParser) -> None:
@@ -111,22 +113,71 @@ def resolve_config(args: argparse.Namespace):
     return override(cfg, **changes)
 
 
-def cmd_check(args: argparse.Namespace) -> int:
-    from edge.capture.network import mask_url
-    from edge.config import load_config
+def _unreadable_here(out) -> str | None:
+    """Why ``check`` cannot read an MQTT password that only the service's environment holds (None: it can)."""
+    if out.password_env and out.password_env not in os.environ:
+        return (f"password_env: ${out.password_env} is not set in this shell, so the password is not checked here "
+                "(the unit's Environment= or EnvironmentFile= sets it for run)")
+    if out.password_credential and not os.environ.get("CREDENTIALS_DIRECTORY"):
+        return ("password_credential: $CREDENTIALS_DIRECTORY is set only by systemd (LoadCredential=), so the "
+                "password is not checked here")
+    return None
 
+
+def prepare(cfg, old=None, checking: bool = False):
+    """An unstarted Pipeline, after every check ``run`` makes before it starts; returns (pipeline, notes).
+
+    ``check``, ``run`` and a SIGHUP reload all come through here, so they cannot disagree: the files the
+    outputs name are read as their open() reads them (MQTT password file, TLS CA/certificate/key), the model
+    is loaded and its family detected, and every stage is built from its settings. A file source (video,
+    images, the sample) is also opened and closed for ``check`` and for a reload (refused before the running
+    pipeline stops); run opens it first thing anyway. Cameras and brokers are left to start(). ``checking``
+    (check, in a shell) notes instead of failing on a password only the unit's environment or credentials hold.
+    """
+    from edge.capture.base import auto_type
+    from edge.outputs.mqtt_tls import tls_context
+    from edge.pipeline import Pipeline
+
+    notes: list[str] = []
+    for i, out in enumerate(cfg.outputs):
+        if out.type != "mqtt":
+            continue
+        why = _unreadable_here(out) if checking else None
+        if why:
+            notes.append(f"outputs.{i}.{why}")
+        else:
+            out.read_password()  # the value is dropped: only whether it can be read matters here
+        if out.tls:
+            tls_context(out.tls)
+    same_model = old is not None and cfg.model == old.cfg.model
+    pipeline = Pipeline(cfg, model=old.model if same_model else None)
+    kind = cfg.source.type if cfg.source.type != "auto" else auto_type(cfg.source)
+    if (checking or old is not None) and kind in ("file", "images", "sample"):
+        pipeline.source.open()  # a missing or unreadable file: the error run would give at start
+        pipeline.source.close()
+    return pipeline, notes
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from edge.config import load_config
+    from edge.logsetup import setup_logging
+
+    setup_logging("WARNING")  # the report goes to stdout; stderr keeps warnings and the error
     cfg = load_config(args.config)
+    pipeline, notes = prepare(cfg, checking=True)
+    model = pipeline.model
     sys.stdout.write(f"{args.config or 'built-in defaults'}: OK\n")
-    sys.stdout.write(f"  source: {cfg.source.type} {mask_url(cfg.source.path or '')}\n")
-    sys.stdout.write(f"  model: {cfg.model.path} (family {cfg.model.family}, backend {cfg.model.backend}, "
-                     f"{cfg.model.threads} threads)\n")
+    sys.stdout.write(f"  source: {cfg.source.type} {redact(cfg.source.path or '', 200)}\n")
+    sys.stdout.write(f"  model: {redact(cfg.model.path, 200)} -> {redact(str(model.path), 200)} (family "
+                     f"{model.family.name}, backend {model.backend.runtime}, {cfg.model.threads} threads)\n")
     sys.stdout.write(f"  outputs: {', '.join(o.type for o in cfg.outputs) or 'none'}\n")
+    for note in notes:
+        sys.stdout.write(f"  note: {note}\n")
     return 0
 
 
 def cmd_run(args: argparse.Namespace) -> int:
     from edge.logsetup import setup_logging
-    from edge.pipeline import Pipeline
     from edge.stats import summarize
     from edge.service import Supervisor
 
@@ -141,10 +192,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         return new
 
     def make(new_cfg, old):
-        same_model = old is not None and new_cfg.model == old.cfg.model
-        return Pipeline(new_cfg, model=old.model if same_model else None)
+        return prepare(new_cfg, old)[0]
 
-    pipeline = Pipeline(cfg)
+    pipeline = prepare(cfg)[0]
     if pipeline.source.name == "sample" and cfg.source.type == "auto":
         log.info("no camera found: running on the bundled sample images (pass --source to use your own)")
     pipeline = Supervisor(build, make).run(pipeline)
@@ -175,7 +225,7 @@ def main(argv: list[str] | None = None) -> int:
         return commands[args.command](args)
     except EdgeposeError as exc:
         kind = "configuration error" if isinstance(exc, ConfigError) else type(exc).__name__
-        sys.stderr.write(f"edgepose: {kind}: {exc}\n")
+        sys.stderr.write(f"edgepose: {kind}: {redact(str(exc), MESSAGE_CAP, MESSAGE_CAP)}\n")  # masked, bounded
         return exc.exit_code
     except KeyboardInterrupt:
         return 130

@@ -2,6 +2,9 @@
 
 Every error names the key path, the bad value and what is allowed. Stages are chosen by a
 ``type`` key (discriminated unions), the way Frigate's detector plugins declare their config.
+An echoed value is capped (edge.errors.brief) and a secret never echoed: a key named like one
+(password, token, ...; WebOutput.token is the one such field today), URL user-info, or the value
+of either anywhere else in the message. The file itself is read by edge.config_yaml, which bounds it.
 """
 
 from __future__ import annotations
@@ -10,12 +13,12 @@ import os
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
-import yaml
 from pydantic import Field, ValidationError, ValidationInfo, field_validator, model_validator
 
+from edge import config_yaml
 from edge.analytics.config import AnalyticsConfig, AnglesAnalytics, RepsAnalytics, ZonesAnalytics  # noqa: F401 (re-exported)
 from edge.configbase import Strict as _Strict
-from edge.errors import ConfigError
+from edge.errors import ECHO_CAP, MASK, ConfigError, brief, is_secret_key, redact, safe_repr, url_secrets
 from edge.outputs.mqtt_config import MqttHass, MqttOutput, MqttTls  # noqa: F401 (re-exported)
 
 
@@ -115,8 +118,14 @@ class WebOutput(_DisplayOutput):
     jpeg_quality: int = Field(80, ge=10, le=100)
     max_fps: float = Field(15.0, gt=0, le=120, description="at most this many frames (MJPEG) and events (SSE) a second")
     overlay: bool = Field(True, description="draw skeletons into /stream.mjpg (?overlay=0 per request turns it off)")
-    max_clients: int = Field(16, ge=1, le=1000, description="more concurrent connections get 503")
-    client_timeout_s: float = Field(10.0, gt=0, description="a client that does not read for this long is dropped")
+    max_clients: int = Field(16, ge=1, le=1000, description="streams (/stream.mjpg, /events) at once; more get 503 "
+                             "with Retry-After. /healthz, /metrics and the page are never refused for want of one")
+    max_clients_per_address: int = Field(6, ge=1, le=1000, description="streams at once from one client address "
+                                         "(a browser opens at most 6); behind a proxy, all clients share its address")
+    request_timeout_s: float = Field(5.0, gt=0, le=300, description="a connection that has not sent its whole "
+                                     "request this long after connecting is closed (idle or dribbling clients)")
+    client_timeout_s: float = Field(10.0, gt=0, description="a stream client that does not read for this long is "
+                                    "dropped")
     stale_after_s: float = Field(5.0, gt=0, description="/healthz turns 503 when no frame came for this long")
 
 
@@ -208,23 +217,47 @@ class Config(_Strict):
         return v
 
 
+MAX_LISTED = 20  # errors listed in one message; a 5000-item list of bad values gives 20 lines and a count
+
+
 def _describe(err: dict[str, Any]) -> str:
     tags = ("jsonl", "console", "web", "framebuffer", "window", "mqtt",  # union tags pydantic puts in the path
             "angles", "reps", "zones")
     loc = err["loc"]  # a tag follows a list index (outputs.0.mqtt); a field may share a tag's name (zones.0.zones)
     path = ".".join(str(p) for i, p in enumerate(loc)
                     if not (isinstance(p, str) and p in tags and i and isinstance(loc[i - 1], int)))
-    value = err.get("input")
-    kind = err["type"]
-    if kind == "extra_forbidden":
-        return f"{path}: unknown key (value {value!r}); remove it or check the spelling against config.yaml"
-    if kind == "union_tag_invalid" or kind == "union_tag_not_found":
-        return f"{path}: {err['msg']} (got {value!r})"
-    return f"{path}: {err['msg']} (got {value!r})"
+    path = redact(path, ECHO_CAP, ECHO_CAP)  # keys come from the file too: a 5 MB key, a URL with a password
+    secret = any(is_secret_key(p) for p in loc)  # the web token, an inline password: never echoed, even if numeric
+    value = MASK if secret else brief(err.get("input"))
+    msg = redact(err["msg"], 300, 300)  # a union tag or a validator's message may quote the value
+    if err["type"] == "extra_forbidden":
+        if secret and "mqtt" in loc:
+            return (f"{path}: unknown key (value {value}); the MQTT password is never written inline: put it in "
+                    "a file (password_file), a variable (password_env) or a systemd credential (password_credential)")
+        return f"{path}: unknown key (value {value}); remove it or check the spelling against config.yaml"
+    return f"{path}: {msg} (got {value})"
+
+
+def _secrets(data: Any, limit: int = 10_000) -> set[str]:
+    """The values under secret-named keys, and URL passwords: scrubbed from a message whatever quotes them."""
+    found: set[str] = set()
+    stack: list[tuple[Any, bool]] = [(data, False)]
+    while stack and limit > 0:  # iterative and bounded: no recursion on whatever validate() was handed
+        node, secret = stack.pop()
+        limit -= 1
+        if isinstance(node, dict):
+            stack += [(v, secret or is_secret_key(k)) for k, v in node.items()]
+        elif isinstance(node, (list, tuple)):
+            stack += [(v, secret) for v in node]
+        elif secret and node is not None and not isinstance(node, bool):
+            found.add(node if isinstance(node, str) else safe_repr(node))
+        elif isinstance(node, str) and "@" in node:
+            found.update(url_secrets(node))
+    return {s for s in found if len(s) >= 4}  # shorter ones are masked where they stand, not hunted elsewhere
 
 
 def validate(data: dict[str, Any] | None, origin: str = "config") -> Config:
-    """Validate a plain dict; raise ConfigError listing every bad key path."""
+    """Validate a plain dict; raise ConfigError listing every bad key path (values capped, secrets masked)."""
     if data is None:
         data = {}
     if not isinstance(data, dict):
@@ -232,28 +265,22 @@ def validate(data: dict[str, Any] | None, origin: str = "config") -> Config:
     try:
         return Config.model_validate(data)
     except ValidationError as exc:
-        lines = [_describe(e) for e in exc.errors()]
-        raise ConfigError(f"{origin} is invalid:\n  " + "\n  ".join(lines)) from None
+        errors = exc.errors(include_url=False)
+        lines = [_describe(e) for e in errors[:MAX_LISTED]]
+        if len(errors) > MAX_LISTED:
+            lines.append(f"... and {len(errors) - MAX_LISTED} more errors")
+        text = f"{origin} is invalid:\n  " + "\n  ".join(lines)
+        for secret in sorted(_secrets(data), key=len, reverse=True):
+            for form in {secret, repr(secret)[1:-1]}:
+                text = text.replace(form, MASK)
+        raise ConfigError(text) from None
 
 
 def load_config(path: str | os.PathLike | None = None) -> Config:
-    """Load YAML from ``path`` (None = built-in defaults)."""
+    """Load YAML from ``path`` (None = built-in defaults); size, depth, aliases and duplicate keys are bounded."""
     if path is None:
         return Config()
-    p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(f"config file {p} does not exist; pass an existing file or omit --config") from None
-    except OSError as exc:
-        raise ConfigError(f"config file {p} cannot be read: {exc.strerror}") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise ConfigError(f"config file {p} is not valid YAML{where}: {getattr(exc, 'problem', exc)}") from None
-    return validate(data, origin=str(p))
+    return validate(config_yaml.load_file(path), origin=str(Path(path)))
 
 
 def override(cfg: Config, **changes: Any) -> Config:

@@ -16,6 +16,7 @@ import threading
 import time
 from collections.abc import Mapping
 
+from edge.errors import redact
 from edge.stats import drops_text, people_text, rate
 
 log = logging.getLogger(__name__)
@@ -132,7 +133,8 @@ class Supervisor:
 
     SIGINT/SIGTERM stop; SIGHUP reloads: the new config is validated and its model loaded while
     the old pipeline keeps running, and only then is the old one swapped out. A config that does
-    not validate, or a model that does not load, is logged and the old pipeline goes on.
+    not validate, or a model that does not load, is logged (masked: it reaches the journal) and the old
+    pipeline goes on.
     ``build(reloading)`` returns a validated config; ``make(cfg, old)`` returns an unstarted
     pipeline (reusing ``old``'s model when the model section did not change).
     """
@@ -191,14 +193,14 @@ class Supervisor:
             cfg = self.build(True)
             new = self.make(cfg, old)
         except Exception as exc:  # a bad new config never takes the service down
-            log.error("reload rejected, the running pipeline continues unchanged: %s", exc)
+            log.error("reload rejected, the running pipeline continues unchanged: %s", redact(str(exc)))
             n.ready(self._status(old.stats))
             return old
         old.stop()
         try:
             new.start()
         except Exception as exc:
-            log.error("reloaded pipeline failed to start (%s); restarting the previous configuration", exc)
+            log.error("reloaded pipeline failed to start (%s); restarting the previous configuration", redact(str(exc)))
             new = self.make(old.cfg, old)
             new.start()
         self.reloads += 1
