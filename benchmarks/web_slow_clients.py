@@ -9,12 +9,19 @@ is CPU-bound and any cost the web output adds shows. Variants, with the web outp
   viewer+stuck  the same reader plus the 10 stuck clients
 
 The stuck clients are kept for the whole run (client_timeout_s is raised to 600 s here; by
-default the server drops them after 10 s, which only helps). The machine is shared and noisy, so
+default the server drops them after 10 s, which only helps; max_clients_per_address is raised to
+16, as they all come from 127.0.0.1). The machine is shared and noisy, so
 each variant runs right next to its baseline (order alternating) and the ratio is the median of
 those pairs. Two less noisy figures back it up: the process's CPU time per frame (a CPU-bound
 pipeline's FPS scales with its inverse) and the CPU time the live view's own threads used.
 
     python3 benchmarks/web_slow_clients.py --repeats 8 --seconds 6 --json web_slow_clients.json
+
+``--idle N`` measures something else: can a monitor still reach /healthz and /metrics while N TCP
+connections sit open and send nothing? It holds them, polls both endpoints, and reports each
+poll's latency (failures count at their timeout), the answers, and the process's thread count:
+
+    python3 benchmarks/web_slow_clients.py --idle 64 --polls 40
 """
 
 from __future__ import annotations
@@ -30,6 +37,8 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -67,11 +76,11 @@ def start_viewer(url: str) -> subprocess.Popen:
 
 
 def web_threads_cpu_s() -> float:
-    """CPU seconds used so far by the live view's threads (listener + one per connection), from /proc."""
+    """CPU seconds used so far by the live view's threads (listener + one per stream), from /proc."""
     tick = os.sysconf("SC_CLK_TCK")
     total = 0.0
     for t in threading.enumerate():
-        if t.name == "web-listener" or "process_request_thread" in t.name:
+        if t.name.startswith("web-") or "process_request_thread" in t.name:
             try:
                 fields = Path(f"/proc/self/task/{t.native_id}/stat").read_text().rsplit(")", 1)[1].split()
             except OSError:
@@ -80,11 +89,111 @@ def web_threads_cpu_s() -> float:
     return total
 
 
+def process_threads() -> int:
+    """Threads of this process, as the kernel counts them (every thread, not only Python's)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("Threads:"):
+            return int(line.split()[1])
+    return threading.active_count()
+
+
+def timed_get(url: str, timeout: float) -> tuple[int | None, float]:
+    """(HTTP status or None when it failed or timed out, seconds it took)."""
+    t0 = time.monotonic()
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as r:
+            r.read()
+            status = r.status
+    except urllib.error.HTTPError as e:
+        status = e.code
+    except OSError:
+        status = None
+    return status, time.monotonic() - t0
+
+
+class IdleHerd:
+    """``n`` connections that send nothing; one the server closes is opened again (as an attacker would)."""
+
+    def __init__(self, port: int, n: int):
+        self.port, self.reopened = port, 0
+        self.socks = [self._open() for _ in range(n)]
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._keep, daemon=True)
+        self.thread.start()
+
+    def _open(self) -> socket.socket:
+        return socket.create_connection(("127.0.0.1", self.port), timeout=5)
+
+    def _keep(self) -> None:
+        while not self.stop.wait(0.2):
+            for i, s in enumerate(self.socks):
+                s.setblocking(False)
+                try:
+                    closed = s.recv(4096) == b""  # data (a 503) or EOF: the server is done with it
+                except BlockingIOError:
+                    continue
+                except OSError:
+                    closed = True
+                if closed:
+                    s.close()
+                    try:
+                        self.socks[i] = self._open()
+                        self.reopened += 1
+                    except OSError:
+                        pass
+
+    def close(self) -> None:
+        self.stop.set()
+        self.thread.join(5)
+        for s in self.socks:
+            s.close()
+
+
+def health_under_idle(model, args) -> dict:
+    """Hold ``args.idle`` silent connections, then poll /healthz and /metrics ``args.polls`` times each."""
+    cfg = validate({
+        "source": {"type": "file", "path": str(args.clip), "loop": True, "realtime": True},
+        "model": {"path": str(args.model), "threads": args.threads},
+        "outputs": [{"type": "web", "port": 0}],
+    })
+    pipe = Pipeline(cfg, model=model).start()
+    web = pipe.sinks[0]
+    idle = None
+    try:
+        time.sleep(args.warmup)
+        threads_before = process_threads()
+        t0 = time.monotonic()
+        idle = IdleHerd(web.server.port, args.idle)
+        connect_s = time.monotonic() - t0
+        time.sleep(0.5)
+        threads_idle = process_threads()
+        polls: dict[str, list[tuple[int | None, float]]] = {"healthz": [], "metrics": []}
+        for _ in range(args.polls):
+            for path in polls:
+                polls[path].append(timed_get(web.url + path, args.poll_timeout))
+            time.sleep(0.1)
+        threads_end = process_threads()
+        reopened = idle.reopened
+    finally:
+        if idle is not None:
+            idle.close()
+        pipe.stop()
+    out = {"idle_connections": args.idle, "connect_s": round(connect_s, 2), "polls": args.polls, "poll_timeout_s": args.poll_timeout,
+           "threads_before": threads_before, "threads_with_idle": threads_idle, "threads_at_end": threads_end,
+           "reopened": reopened}
+    for path, got in polls.items():
+        lat = [t for _, t in got]
+        out[path] = {"ok": sum(1 for s, _ in got if s == 200), "answers": sorted({str(s) for s, _ in got}),
+                     "median_ms": round(1000 * statistics.median(lat), 1), "max_ms": round(1000 * max(lat), 1),
+                     "failed_polls": [i for i, (s, _) in enumerate(got) if s != 200]}
+    return out
+
+
 def run_once(model, args, variant: str) -> dict:
     cfg = validate({
         "source": {"type": "file", "path": str(args.clip), "loop": True, "realtime": False},
         "model": {"path": str(args.model), "threads": args.threads},
-        "outputs": [{"type": "web", "port": 0, "client_timeout_s": 600}],
+        "outputs": [{"type": "web", "port": 0, "client_timeout_s": 600, "max_clients_per_address": 16}],
     })
     model.family.reset()
     pipe = Pipeline(cfg, model=model).start()
@@ -123,10 +232,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seconds", type=float, default=6.0, help="measured time per run")
     p.add_argument("--warmup", type=float, default=3.0, help="unmeasured time per run, after the clients connect")
     p.add_argument("--json", type=Path, help="write every run and the summary here")
+    p.add_argument("--idle", type=int, default=0, help="instead: hold this many silent connections, poll /healthz")
+    p.add_argument("--polls", type=int, default=40, help="with --idle: polls of /healthz and of /metrics")
+    p.add_argument("--poll-timeout", type=float, default=5.0, help="with --idle: seconds a poll may take")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
 
     model = load_model(validate({"model": {"path": str(args.model), "threads": args.threads}}))
+    if args.idle:
+        got = health_under_idle(model, args)
+        print(json.dumps(got, indent=2))
+        if args.json:
+            args.json.write_text(json.dumps(got, indent=2))
+        return 0
     runs: list[dict] = []
     pairs = {"stuck": "idle", "viewer+stuck": "viewer"}  # each variant is run right next to its baseline
     ratios: dict[str, dict[str, list[float]]] = {v: {"fps": [], "cpu": []} for v in pairs}

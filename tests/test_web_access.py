@@ -22,7 +22,7 @@ def test_binds_loopback_by_default():
     sink = build_sink(WebOutput(type="web", port=0))
     sink.open(StreamMeta("m", "f", "r", (), (), "s", "0", None))
     try:
-        assert sink.server._httpd.server_address[0] == "127.0.0.1"
+        assert sink.server.address[0] == "127.0.0.1"
     finally:
         sink.close()
 
@@ -52,7 +52,8 @@ def stuck_client(port: int, path: str) -> socket.socket:
 
 
 def test_clients_that_never_read_do_not_stall_the_pipeline_and_are_dropped(movenet_tflite, walk_clip):
-    pipe, web, _ = start_live(movenet_tflite, walk_clip, client_timeout_s=1.0, max_fps=60, jpeg_quality=95)
+    pipe, web, _ = start_live(movenet_tflite, walk_clip, client_timeout_s=1.0, max_fps=60, jpeg_quality=95,
+                              max_clients_per_address=16)  # all of them come from 127.0.0.1
     server = web.server
     port = server.port
     stuck = [stuck_client(port, "/stream.mjpg" if i % 2 else "/stream.mjpg?overlay=0") for i in range(10)]
@@ -72,7 +73,7 @@ def test_clients_that_never_read_do_not_stall_the_pipeline_and_are_dropped(moven
         for s in stuck + idle:
             s.close()
         pipe.stop()
-    assert not server._thread.is_alive()
+    assert not server.listening
 
 
 def test_stop_returns_while_clients_are_stuck(movenet_tflite, walk_clip):
@@ -82,20 +83,22 @@ def test_stop_returns_while_clients_are_stuck(movenet_tflite, walk_clip):
     try:
         wait_for(lambda: server.client_counts()["stream"] == 3, "the stuck clients to connect")
         pipe.stop()
-        assert not server._thread.is_alive()
+        assert not server.listening
         wait_for(lambda: server.client_counts()["stream"] == 0, "the client threads to end")
     finally:
         for s in stuck:
             s.close()
 
 
-def test_too_many_clients_get_503(movenet_tflite, walk_clip):
+def test_too_many_streams_get_503_but_health_and_metrics_answer(movenet_tflite, walk_clip):
     pipe, web, _ = start_live(movenet_tflite, walk_clip, max_clients=2, client_timeout_s=30)
     held = [stuck_client(web.server.port, "/events") for _ in range(2)]
     try:
         wait_for(lambda: web.server.client_counts()["events"] == 2, "two event clients")
-        status, body, headers = get(web.url + "metrics")
-        assert status == 503 and headers.get("Retry-After") == "5"
+        status, body, headers = get(web.url + "events")
+        assert status == 503 and headers.get("Retry-After") == "5" and b"max_clients" in body
+        assert get(web.url + "metrics")[0] == 200 and get(web.url + "healthz")[0] == 200
+        assert get(web.url)[0] == 200  # the page too: only streams take a slot
     finally:
         for s in held:
             s.close()

@@ -1,6 +1,6 @@
 """HTTP live view: a kiosk page, an MJPEG stream, keypoints as Server-Sent Events, /healthz, /metrics.
 
-Standard library only (ThreadingHTTPServer). Routes:
+Standard library only. Routes:
   /             full-screen page; draws the skeletons client-side from /events over the video
   /stream.mjpg  annotated MJPEG (``?overlay=0`` for the bare video the page draws on)
   /events       the newest result as JSON (SSE, at most max_fps a second), after an ``event: meta``;
@@ -8,10 +8,11 @@ Standard library only (ThreadingHTTPServer). Routes:
   /healthz      200 while frames flow, 503 once none came for ``stale_after_s`` (no token needed)
   /metrics      Prometheus text
 
+This module says what each route answers; web_http.py owns connections, limits and timeouts
+(/healthz and /metrics are never refused for want of a slot), web_feed.py the frames clients read.
 Slow clients never stall the pipeline: ``write()`` only swaps the latest result into a slot
-(O(1), no per-client queue). Each client's own server thread pulls the newest frame when it
-is ready for one, so a client that stops reading blocks only itself, until its socket
-timeout drops it. JPEG and JSON are made lazily, once per frame, and only when a client asks.
+(O(1), no per-client queue). Each stream's own thread pulls the newest frame when it is ready
+for one, so a client that stops reading blocks only itself, until its send timeout drops it.
 """
 
 from __future__ import annotations
@@ -19,255 +20,36 @@ from __future__ import annotations
 import hmac
 import json
 import logging
-import socket
 import threading
 import time
-from collections import deque
-from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import resources
-from typing import Iterator
-from urllib.parse import parse_qs, urlsplit
-
-import cv2
+from typing import Callable
 
 from edge.config import WebOutput
 from edge.errors import OutputError
 from edge.outputs.base import register
-from edge.outputs.draw import DrawStyle, annotate
+from edge.outputs.draw import DrawStyle
 from edge.outputs.metrics import CONTENT_TYPE as METRICS_TYPE, format_metrics
+from edge.outputs.web_feed import LiveFeed
+from edge.outputs.web_http import REASONS, HttpServer, Limits, Reply, Request, Stream
 from edge.types import PoseResult, StreamMeta
 
 log = logging.getLogger(__name__)
-POLL_S = 0.25  # how long a client thread waits before re-checking for shutdown
-KEEPALIVE_S = 15.0  # an SSE comment this often keeps proxies and browsers from timing out
-SEND_BUFFER = 256 * 1024  # per-client kernel buffer: bounds memory and lag for a slow reader
+POLL_S = 0.25  # how long a stream thread waits for a frame before re-checking for shutdown
+KEEPALIVE_S = 15.0  # with no new frame this long, send something: keeps proxies open, finds clients that left
 BOUNDARY = "edgeposeframe"
-RECENT_EVENTS = 20  # analytics events kept for the page: SSE skips frames, so their events must not go with them
 LOOPBACK = ("127.0.0.1", "::1", "localhost")
-
-
-class LiveFeed:
-    """The newest result and, made on demand, its JPEGs and JSON event: what every client reads.
-
-    Each kind is made at most ``max_fps`` times a second whatever the number of clients: a client
-    asking within that interval gets the last one made, if it has not seen it yet.
-    """
-
-    def __init__(self, meta: StreamMeta, style: DrawStyle, quality: int, max_fps: float):
-        self.meta = meta
-        self.style = style
-        self.quality = quality
-        self.period_ns = int(1e9 / max_fps)
-        self._cond = threading.Condition()
-        self._result: PoseResult | None = None
-        self._seq = 0
-        self._recent: deque[dict] = deque(maxlen=RECENT_EVENTS)  # guarded by _cond
-        self._cache: dict[str, tuple[int, bytes, int]] = {}  # kind -> (seq, data, made at)
-        self._locks = {"jpeg:1": threading.Lock(), "jpeg:0": threading.Lock(), "event": threading.Lock()}
-
-    def publish(self, result: PoseResult) -> None:
-        """Called by the sink thread for every result: never blocks on a client."""
-        with self._cond:
-            self._result = result
-            self._seq += 1
-            self._recent.extend(e.to_dict() for e in result.events)
-            self._cond.notify_all()
-
-    def wait_newer(self, seq: int, timeout: float) -> int | None:
-        """The current sequence number once it is past ``seq``; None after ``timeout``."""
-        with self._cond:
-            if self._seq <= seq:
-                self._cond.wait(timeout)
-            return self._seq if self._seq > seq else None
-
-    def _latest(self) -> tuple[int, PoseResult | None]:
-        with self._cond:
-            return self._seq, self._result
-
-    def _cached(self, key: str, make, after: int) -> tuple[int, bytes]:
-        with self._locks[key]:
-            now = time.monotonic_ns()
-            seq, result = self._latest()
-            hit = self._cache.get(key)
-            if hit is not None and hit[0] > after and (hit[0] == seq or now - hit[2] < self.period_ns):
-                return hit[0], hit[1]
-            data = make(result)
-            self._cache[key] = (seq, data, now)
-            return seq, data
-
-    def jpeg(self, overlay: bool, after: int = 0) -> tuple[int, bytes]:
-        """The newest frame as JPEG (newer than ``after``, the last one this client got)."""
-        def make(result: PoseResult) -> bytes:
-            image = annotate(result, self.meta, self.style) if overlay else result.frame.image
-            ok, buf = cv2.imencode(".jpg", cv2.cvtColor(image, cv2.COLOR_RGB2BGR),
-                                   [cv2.IMWRITE_JPEG_QUALITY, self.quality])
-            if not ok:
-                raise OutputError("OpenCV could not encode a JPEG; check that OpenCV was built with JPEG support")
-            return buf.tobytes()
-
-        return self._cached(f"jpeg:{int(overlay)}", make, after)
-
-    def event(self, after: int = 0) -> tuple[int, bytes]:
-        def make(result: PoseResult) -> bytes:
-            payload = result.to_dict()
-            stats = self.meta.stats
-            payload["fps"] = round(stats.fps(), 2) if hasattr(stats, "fps") else None
-            if result.analytics is not None:
-                payload.pop("events", None)  # recent_events has them, and those of the frames not sent
-                with self._cond:
-                    payload["recent_events"] = list(self._recent)
-                payload["analytics"] = result.analytics
-            return json.dumps(payload, separators=(",", ":")).encode()
-
-        return self._cached("event", make, after)
-
-
-class _Server(ThreadingHTTPServer):
-    """One thread per connection (daemon), at most ``max_clients`` at once, each with a socket timeout."""
-
-    daemon_threads = True
-    allow_reuse_address = True
-
-    def __init__(self, addr, app: "LiveServer"):
-        if ":" in addr[0]:
-            self.address_family = socket.AF_INET6
-        self.app = app
-        self.open: set[socket.socket] = set()
-        self.lock = threading.Lock()
-        super().__init__(addr, _Handler)
-
-    def process_request(self, request, client_address):
-        with self.lock:
-            full = len(self.open) >= self.app.cfg.max_clients
-            if not full:
-                self.open.add(request)
-        if full:
-            try:
-                request.settimeout(1.0)
-                request.sendall(b"HTTP/1.0 503 Service Unavailable\r\nContent-Type: text/plain\r\n"
-                                b"Retry-After: 5\r\nConnection: close\r\n\r\ntoo many live-view clients\n")
-            except OSError:
-                pass
-            self.app.count_drop("too many clients")
-            self.shutdown_request(request)
-            return
-        super().process_request(request, client_address)
-
-    def handle_error(self, request, client_address) -> None:  # not socketserver's traceback on stderr
-        log.debug("live view: error serving %s", client_address, exc_info=True)
-
-    def shutdown_request(self, request):
-        with self.lock:
-            self.open.discard(request)
-        super().shutdown_request(request)
-
-
-class _Handler(BaseHTTPRequestHandler):
-    server: _Server
-    server_version = "edgepose"
-
-    def setup(self) -> None:
-        self.timeout = self.server.app.cfg.client_timeout_s  # applied by StreamRequestHandler.setup
-        super().setup()
-        try:
-            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_BUFFER)
-        except OSError:
-            pass
-
-    def log_message(self, fmt: str, *args) -> None:  # quiet: the token may be in the query string
-        log.debug("%s %s", self.address_string(), (fmt % args).split("?")[0])
-
-    def do_GET(self) -> None:
-        app = self.server.app
-        url = urlsplit(self.path)
-        query = parse_qs(url.query)
-        route = {"/": self._page, "/index.html": self._page, "/stream.mjpg": self._mjpeg, "/events": self._events,
-                 "/healthz": self._healthz, "/metrics": self._metrics}.get(url.path)
-        if route is None:
-            return self._send(404, b"not found: try / /stream.mjpg /events /healthz /metrics\n", "text/plain")
-        if url.path != "/healthz" and not app.authorized(self.headers.get("Authorization"), query):
-            return self._send(401, b"a bearer token is required: Authorization: Bearer TOKEN, or ?token=TOKEN\n",
-                              "text/plain", {"WWW-Authenticate": 'Bearer realm="edgepose"'})
-        try:
-            route(query)
-        except (BrokenPipeError, ConnectionResetError):
-            pass  # the client went away: nothing to report
-        except socket.timeout:  # TimeoutError on 3.10+
-            app.count_drop(f"{self.address_string()} stopped reading {url.path}")
-
-    def _send(self, code: int, body: bytes, ctype: str, headers: dict | None = None) -> None:
-        self.send_response(code)
-        self.send_header("Content-Type", ctype)
-        self.send_header("Content-Length", str(len(body)))
-        self.send_header("Cache-Control", "no-store")
-        for k, v in (headers or {}).items():
-            self.send_header(k, v)
-        self.end_headers()
-        self.wfile.write(body)
-
-    def _page(self, _query) -> None:
-        self._send(200, self.server.app.page, "text/html; charset=utf-8")
-
-    def _healthz(self, _query) -> None:
-        ok, body = self.server.app.health()
-        self._send(200 if ok else 503, json.dumps(body).encode() + b"\n", "application/json")
-
-    def _metrics(self, _query) -> None:
-        self._send(200, self.server.app.metrics().encode(), METRICS_TYPE)
-
-    def _start_stream(self, ctype: str) -> None:
-        self.send_response(200)
-        self.send_header("Content-Type", ctype)
-        self.send_header("Cache-Control", "no-store")
-        self.send_header("Connection", "close")
-        self.send_header("X-Accel-Buffering", "no")
-        self.end_headers()
-
-    def _mjpeg(self, query) -> None:
-        app = self.server.app
-        overlay = query.get("overlay", ["1" if app.cfg.overlay else "0"])[0] not in ("0", "false", "no")
-        period = 1.0 / app.cfg.max_fps
-        self._start_stream(f"multipart/x-mixed-replace; boundary={BOUNDARY}")
-        with app.client("stream"):
-            seq = 0
-            while not app.closing.is_set():
-                if app.feed.wait_newer(seq, POLL_S) is None:
-                    continue
-                t0 = time.monotonic()
-                seq, jpeg = app.feed.jpeg(overlay, seq)
-                head = f"--{BOUNDARY}\r\nContent-Type: image/jpeg\r\nContent-Length: {len(jpeg)}\r\n\r\n"
-                self.wfile.write(head.encode() + jpeg + b"\r\n")
-                app.closing.wait(max(0.0, period - (time.monotonic() - t0)))
-
-    def _events(self, _query) -> None:
-        app = self.server.app
-        period = 1.0 / app.cfg.max_fps
-        self._start_stream("text/event-stream")
-        meta = json.dumps({**app.feed.meta.to_dict(), "min_score": app.cfg.min_score}, separators=(",", ":"))
-        self.wfile.write(f"retry: 2000\nevent: meta\ndata: {meta}\n\n".encode())
-        with app.client("events"):
-            seq, quiet_since = 0, time.monotonic()
-            while not app.closing.is_set():
-                if app.feed.wait_newer(seq, POLL_S) is None:
-                    if time.monotonic() - quiet_since > KEEPALIVE_S:
-                        self.wfile.write(b": keepalive\n\n")
-                        quiet_since = time.monotonic()
-                    continue
-                t0 = time.monotonic()
-                seq, data = app.feed.event(seq)
-                self.wfile.write(b"id: %d\ndata: %s\n\n" % (seq, data))
-                quiet_since = time.monotonic()
-                app.closing.wait(max(0.0, period - (quiet_since - t0)))
+STREAM_KINDS = ("stream", "events")
+Write = Callable[[bytes], None]
 
 
 class LiveServer:
-    """The HTTP server and its threads, started and stopped by WebSink.open/close.
+    """The routes, token and health of the live view, served by an HttpServer; started by WebSink.open.
 
     DESIGN keeps threads in pipeline.py; an HTTP server needs a listener thread plus one per
-    connection, so they are the one accepted exception, fully owned here: ``start`` creates
-    them, ``stop`` shuts every socket down and joins the listener. None touches the pipeline:
-    they only read the LiveFeed.
+    stream, so they are the one accepted exception, owned by web_http.HttpServer: ``start``
+    creates them, ``stop`` shuts every socket down and joins the listener. None touches the
+    pipeline: they only read the LiveFeed.
     """
 
     def __init__(self, cfg: WebOutput, feed: LiveFeed):
@@ -275,47 +57,53 @@ class LiveServer:
         self.feed = feed
         self.closing = threading.Event()
         self.page = b""
-        self.clients_dropped = 0
-        self._clients: dict[str, int] = {"stream": 0, "events": 0}
-        self._lock = threading.Lock()
         self._token = cfg.token.encode() if cfg.token else None
-        self._httpd: _Server | None = None
-        self._thread: threading.Thread | None = None
+        self._http: HttpServer | None = None
+        self._routes = {"/": self._page, "/index.html": self._page, "/stream.mjpg": self._mjpeg,
+                        "/events": self._events, "/healthz": self._healthz, "/metrics": self._metrics}
 
     @property
     def port(self) -> int:
-        return self._httpd.server_address[1] if self._httpd else self.cfg.port
+        return self._http.address[1] if self._http else self.cfg.port
+
+    @property
+    def address(self) -> tuple:
+        """The bound (host, port, ...), as the socket reports it."""
+        return self._http.address if self._http else (self.cfg.host, self.cfg.port)
+
+    @property
+    def listening(self) -> bool:
+        return self._http is not None and self._http.running
 
     def start(self) -> None:
         self.page = resources.files("edge.outputs").joinpath("web_page.html").read_bytes()
+        limits = Limits(self.cfg.max_clients, self.cfg.max_clients_per_address, self.cfg.request_timeout_s,
+                        self.cfg.client_timeout_s)
         try:
-            self._httpd = _Server((self.cfg.host, self.cfg.port), self)
+            self._http = HttpServer(self.cfg.host, self.cfg.port, limits, self.route, self.closing)
         except OSError as exc:
             raise OutputError(
                 f"web output cannot listen on {self.cfg.host}:{self.cfg.port}: {exc.strerror or exc}. "
                 "Choose another port (--output web:PORT, or outputs: - type: web, port: ...) or stop the program "
                 "that uses it; host must be an address of this device (127.0.0.1, or 0.0.0.0 for every interface)"
             ) from None
-        self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": POLL_S},
-                                        name="web-listener", daemon=True)
-        self._thread.start()
+        self._http.start()
 
     def stop(self) -> None:
         self.closing.set()
-        if self._httpd is None:
-            return
-        self._httpd.shutdown()
-        with self._httpd.lock:
-            conns = list(self._httpd.open)
-        for conn in conns:  # unblock client threads stuck in send() to a client that stopped reading
-            try:
-                conn.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-        self._httpd.server_close()
-        if self._thread is not None:
-            self._thread.join(2.0)
-        self._httpd = None
+        if self._http is not None:
+            self._http.stop()
+
+    # -- routing -----------------------------------------------------------------------------------
+    def route(self, req: Request) -> Reply | Stream:
+        """What to answer ``req``: called by the listener thread, so it must not block."""
+        handler = self._routes.get(req.path)
+        if handler is None:
+            return Reply(404, b"not found: try / /stream.mjpg /events /healthz /metrics\n")
+        if req.path != "/healthz" and not self.authorized(req.headers.get("Authorization"), req.query):
+            return Reply(401, b"a bearer token is required: Authorization: Bearer TOKEN, or ?token=TOKEN\n",
+                         headers={"WWW-Authenticate": 'Bearer realm="edgepose"'})
+        return handler(req)
 
     def authorized(self, header: str | None, query: dict) -> bool:
         if self._token is None:
@@ -327,26 +115,73 @@ class LiveServer:
             given = query["token"][0]
         return hmac.compare_digest(given.encode(), self._token)
 
-    @contextmanager
-    def client(self, kind: str) -> Iterator[None]:
-        """Count one streaming client of ``kind`` while it is connected."""
-        with self._lock:
-            self._clients[kind] += 1
-        try:
-            yield
-        finally:
-            with self._lock:
-                self._clients[kind] -= 1
+    def _page(self, _req: Request) -> Reply:
+        return Reply(200, self.page, "text/html; charset=utf-8")
 
+    def _healthz(self, _req: Request) -> Reply:
+        ok, body = self.health()
+        return Reply(200 if ok else 503, json.dumps(body).encode() + b"\n", "application/json")
+
+    def _metrics(self, _req: Request) -> Reply:
+        return Reply(200, self.metrics().encode(), METRICS_TYPE)
+
+    # -- streams: each runs on its own thread, writing until the client or the server goes ------------
+    def _mjpeg(self, req: Request) -> Stream:
+        overlay = req.query.get("overlay", ["1" if self.cfg.overlay else "0"])[0] not in ("0", "false", "no")
+
+        def run(write: Write) -> None:
+            seq, jpeg, sent = 0, b"", time.monotonic()
+            while not self.closing.is_set():
+                if self.feed.wait_newer(seq, POLL_S) is None:
+                    if jpeg and time.monotonic() - sent > KEEPALIVE_S:  # the same frame again
+                        write(self._part(jpeg))
+                        sent = time.monotonic()
+                    continue
+                t0 = time.monotonic()
+                seq, jpeg = self.feed.jpeg(overlay, seq)
+                write(self._part(jpeg))
+                sent = time.monotonic()
+                self.closing.wait(max(0.0, 1.0 / self.cfg.max_fps - (sent - t0)))
+
+        return Stream("stream", f"multipart/x-mixed-replace; boundary={BOUNDARY}", run)
+
+    @staticmethod
+    def _part(jpeg: bytes) -> bytes:
+        head = f"--{BOUNDARY}\r\nContent-Type: image/jpeg\r\nContent-Length: {len(jpeg)}\r\n\r\n"
+        return head.encode() + jpeg + b"\r\n"
+
+    def _events(self, _req: Request) -> Stream:
+        def run(write: Write) -> None:
+            meta = json.dumps({**self.feed.meta.to_dict(), "min_score": self.cfg.min_score}, separators=(",", ":"))
+            write(f"retry: 2000\nevent: meta\ndata: {meta}\n\n".encode())
+            seq, quiet_since = 0, time.monotonic()
+            while not self.closing.is_set():
+                if self.feed.wait_newer(seq, POLL_S) is None:
+                    if time.monotonic() - quiet_since > KEEPALIVE_S:
+                        write(b": keepalive\n\n")
+                        quiet_since = time.monotonic()
+                    continue
+                t0 = time.monotonic()
+                seq, data = self.feed.event(seq)
+                write(b"id: %d\ndata: %s\n\n" % (seq, data))
+                quiet_since = time.monotonic()
+                self.closing.wait(max(0.0, 1.0 / self.cfg.max_fps - (quiet_since - t0)))
+
+        return Stream("events", "text/event-stream", run)
+
+    # -- state -------------------------------------------------------------------------------------
     def client_counts(self) -> dict[str, int]:
         """Open streaming connections by endpoint ('stream', 'events')."""
-        with self._lock:
-            return dict(self._clients)
+        counts = self._http.stream_counts() if self._http else {}
+        return {kind: counts.get(kind, 0) for kind in STREAM_KINDS}
 
-    def count_drop(self, why: str) -> None:
-        with self._lock:
-            self.clients_dropped += 1
-        log.info("live view: dropped a client (%s)", why)
+    def dropped(self) -> dict[str, int]:
+        """Connections the server closed or refused, by reason (web_http.REASONS)."""
+        return self._http.dropped() if self._http else dict.fromkeys(REASONS, 0)
+
+    @property
+    def clients_dropped(self) -> int:
+        return sum(self.dropped().values())
 
     def health(self) -> tuple[bool, dict]:
         stats = self.feed.meta.stats
@@ -358,8 +193,15 @@ class LiveServer:
 
     def metrics(self) -> str:
         stats = self.feed.meta.stats
-        return format_metrics(stats.snapshot(), self.feed.meta.to_dict(), stats.since_last_frame_s(),
-                              self.client_counts(), self.clients_dropped)
+        dropped = self.dropped()
+        text = format_metrics(stats.snapshot(), self.feed.meta.to_dict(), stats.since_last_frame_s(),
+                              self.client_counts(), sum(dropped.values()))
+        lines = ["# HELP edgepose_web_connections_dropped_total Live-view connections closed or refused, by reason: "
+                 "request_timeout (no whole request in request_timeout_s), bad_request, pending_full, max_clients, "
+                 "max_clients_per_address (stream refused with 503), stalled (stopped reading a stream).",
+                 "# TYPE edgepose_web_connections_dropped_total counter",
+                 *(f'edgepose_web_connections_dropped_total{{reason="{r}"}} {n}' for r, n in dropped.items())]
+        return text + "\n".join(lines) + "\n"
 
 
 class WebSink:
