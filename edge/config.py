@@ -128,6 +128,11 @@ class WebOutput(_DisplayOutput):
                                     "dropped")
     stale_after_s: float = Field(5.0, gt=0, description="/healthz turns 503 when no frame came for this long")
 
+    @field_validator("token", mode="before")
+    @classmethod
+    def _numeric_token(cls, v):  # YAML reads `token: 12345678` as a number; it is still the token
+        return str(v) if isinstance(v, int) and not isinstance(v, bool) else v
+
 
 class FramebufferOutput(_DisplayOutput):
     """Annotated frames straight to a Linux framebuffer (HDMI on a kiosk with no desktop)."""

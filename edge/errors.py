@@ -117,7 +117,7 @@ def _userinfo(text: str) -> tuple[str, list[str]]:
         end = _AUTHORITY_END.search(part)
         authority = part[: end.start()] if end else part
         at = authority.rfind("@")  # a password may hold an unencoded '@': the host follows the last one
-        if at < 0:
+        if at < 0 or authority.startswith("["):  # "mqtt://[user@]host": a form in a help text, not a URL
             continue
         user, colon, pw = authority[:at].partition(":")
         hidden = pw if colon else authority[:at]

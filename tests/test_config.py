@@ -84,3 +84,17 @@ def test_config_round_trips_through_yaml(tmp_path):
 def test_shipped_kiosk_config_is_valid_and_draws_on_the_framebuffer():
     cfg = load_config(ROOT / "systemd" / "kiosk.yaml")
     assert [o.type for o in cfg.outputs][0] == "framebuffer"
+
+
+def test_a_numeric_web_token_is_a_token_and_never_echoed(tmp_path):
+    """YAML reads `token: 12345678` as an int; it must work, and a too-short one is refused masked."""
+    from edge.config import load_config
+
+    good = tmp_path / "good.yaml"
+    good.write_text("outputs:\n  - type: web\n    token: 987654321\n")
+    assert load_config(good).outputs[0].token == "987654321"
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("outputs:\n  - type: web\n    token: 4321\n")
+    with pytest.raises(ConfigError) as exc:
+        load_config(bad)
+    assert "outputs.0.token" in str(exc.value) and "4321" not in str(exc.value)
