@@ -3,8 +3,9 @@
 A quantized pose model that loads, runs and silently finds nobody is the most common failure
 in this field (INT8 exports whose score channel collapsed to 0). This loads the model, shows
 its tensors, family and quantization, runs it on the reference images shipped with the
-package and calls the output degenerate when every score is ~0, the outputs are constant, or
-they hold NaN/Inf.
+package and calls the output degenerate when every score is ~0, the outputs are constant, the
+same for every image, noise, or hold NaN/Inf (edge/output_health.py: the running pipeline warns
+from the same judgement).
 
 People are counted the way ``edgepose run`` counts them: the model is loaded by the pipeline's
 own loader (edge.model.load_model) from a Config, so the family's score threshold, keypoint
@@ -27,13 +28,13 @@ from edge.capture.base import SAMPLE_DIR, to_rgb8
 from edge.config import Config, override
 from edge.errors import ModelError
 from edge.model import Model, load_model
+from edge.output_health import MIN_SCORE, flatten, judge
 from edge.poses.base import FamilyOptions, ModelSignature, PoseFamily
 from edge.poses.detect import make_family
 from edge.post.tracking import build_post
 from edge.runtime.base import Backend, BackendOptions
 from edge.types import Frame
 
-MIN_SCORE = 0.05  # a person on a reference image must score above this
 PROBE_SCORE = 0.01  # the probe's threshold: low enough to see a collapsed score channel
 
 
@@ -196,7 +197,7 @@ def _exercise(model: Model, cfg: Config) -> CheckReport:
     if not images:
         raise ModelError(f"the reference images are missing from {SAMPLE_DIR}; reinstall edgepose")
     probe = _Probe(model, cfg)
-    raw_outputs = []
+    raw_outputs, repeats = [], []
     for i, img_path in enumerate(images):
         rgb = to_rgb8(cv2.imread(str(img_path), cv2.IMREAD_UNCHANGED), bgr=True, what=str(img_path))
         frame = Frame(rgb, i, time.monotonic_ns(), time.time(), source_file=str(img_path))
@@ -205,24 +206,20 @@ def _exercise(model: Model, cfg: Config) -> CheckReport:
         inputs, t = fam.prepare(frame)
         outs = b.run(inputs)
         raw_outputs.append(outs)
+        if i == 0:  # the same input again: a deterministic model gives the same output, noise does not
+            repeats.append((flatten(outs), flatten(b.run(inputs))))
         finite = all(np.isfinite(o).all() for o in outs)
         poses = post(fam.decode(outs, t), frame.t_stream_ns) if finite else []
         best = max((p.score for p in poses), default=0.0)
         if finite and not poses:
             best = probe.best_score(frame)
         report.images.append(ImageResult(img_path.name, len(poses), best, finite))
-    _judge(report, raw_outputs)
+    _judge(report, raw_outputs, repeats)
     return report
 
 
-def _judge(report: CheckReport, raw_outputs: list[list[np.ndarray]]) -> None:
-    if not all(r.finite for r in report.images):
-        report.problems.append("the model outputs NaN or Inf: the file is broken (often a failed quantization)")
-    flat = [np.concatenate([o.ravel() for o in outs]) for outs in raw_outputs]
-    if all(float(np.ptp(f)) == 0.0 for f in flat):
-        report.problems.append("every output value is the same constant: the model computes nothing useful")
-    elif len(flat) > 1 and all(np.array_equal(flat[0], f) for f in flat[1:]):
-        report.problems.append("the outputs are identical for different images: the model ignores its input")
+def _judge(report: CheckReport, raw_outputs: list[list[np.ndarray]], repeats=()) -> None:
+    report.problems += judge([flatten(outs) for outs in raw_outputs], repeats=list(repeats))
     if all(r.max_score < MIN_SCORE for r in report.images) and not report.problems:
         report.problems.append(
             f"no person scores above {MIN_SCORE} on any reference image (each shows one person clearly): the "

@@ -5,7 +5,9 @@ post thread (decode, track, smooth, analytics) -> one bounded queue + thread per
 thread does nothing but run the model: everything else overlaps with it on the other cores.
 A live source (camera, paced file) overwrites an unread frame and counts the drop; a file
 played as fast as possible waits for the slot instead, so nothing is dropped. One Event stops
-everything; every blocking call has a timeout.
+everything; every blocking call has a timeout. A frame that cannot be used is counted and the run
+goes on (edge/intake.py); the model's raw output is watched for NaN, constants and noise
+(edge/output_health.py).
 """
 
 from __future__ import annotations
@@ -16,7 +18,6 @@ import sys
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass
 
 import cv2
 
@@ -24,8 +25,10 @@ from edge import __version__
 from edge.analytics import build_analytics
 from edge.capture.base import EndOfStream, Source, build_source
 from edge.config import Config
-from edge.errors import EdgeposeError
+from edge.errors import EdgeposeError, FrameError
+from edge.intake import Intake
 from edge.model import Model, load_model  # noqa: F401  (re-exported: callers load models through here)
+from edge.output_health import OutputMonitor
 from edge.outputs.base import Sink, build_sink
 from edge.post.geometry import clip_to_frame
 from edge.post.tracking import build_post
@@ -34,22 +37,10 @@ from edge.types import Frame, PoseResult, StreamMeta
 
 log = logging.getLogger(__name__)
 POLL_S = 0.05  # the longest any thread blocks before re-checking the stop event
-FIRST_FRAMES = 100  # frames after which a model that never scored anyone is reported
 # How long a thread running Python may keep the GIL from one that wants it (CPython's default is 5 ms).
 # When the model returns, its thread must get the GIL back from the capture or post thread; at 5 ms
 # that wait could cost the model more than a whole MoveNet frame (docs/BENCHMARKS.md, issue 2).
 GIL_SWITCH_S = 0.0005
-
-
-@dataclass
-class Prepared:
-    """A frame with its model inputs (made on the capture thread), later its raw outputs."""
-
-    frame: Frame
-    inputs: list
-    transform: object
-    timings: dict[str, float]
-    outputs: list | None = None
 
 
 class FrameSlot:
@@ -191,7 +182,8 @@ class Pipeline:
         self._workers = [SinkWorker(s, getattr(s, "queue_length", None) or cfg.pipeline.sink_queue, self.stats)
                          for s in self.sinks]
         self._threads: list[threading.Thread] = []
-        self._first_frames_checked, self._best_early_score = False, 0.0
+        self._intake = Intake(self.model.family, self.stats, self.source.continuous)  # a bad frame is counted
+        self.health = OutputMonitor(self.stats, self.model.path)  # NaN, constant or noise output: warned, counted
         self._opened: list[Sink] = []
         self._tuned = False  # holds a share of the process-wide settings (_TUNING) while running
         self.meta = StreamMeta(
@@ -249,7 +241,7 @@ class Pipeline:
         if self._tuned:
             _TUNING.release()
             self._tuned = False
-        self._check_first_frames([], final=True)
+        self.health.finish()
         self.finished.set()
 
     def run(self) -> None:
@@ -290,20 +282,6 @@ class Pipeline:
                 self.stop_event.set()
                 self.finished.set()
 
-    def _check_first_frames(self, poses: list, final: bool = False) -> None:
-        """Warn once when the first frames give no score above 0.05: the classic broken INT8 export."""
-        if self._first_frames_checked:
-            return
-        self._best_early_score = max([self._best_early_score, *(p.score for p in poses)])
-        if self.stats.frames_processed >= FIRST_FRAMES or (final and self.stats.frames_processed):
-            self._first_frames_checked = True
-            if self._best_early_score <= 0.05:
-                log.warning(
-                    "no person scored above 0.05 in the first %d frames. If people were in view, the model's "
-                    "output may be degenerate (a broken INT8 export): run `edgepose models check %s`",
-                    self.stats.frames_processed, self.model.path,
-                )
-
     def _capture_loop(self) -> None:
         index = 0
         wait_for_reader = not getattr(self.source, "live", True)
@@ -316,6 +294,9 @@ class Pipeline:
                 self.stats.source_state = "ended"
                 log.info("source %s ended after %d frame%s", self.source.name, index, "" if index == 1 else "s")
                 break
+            except FrameError as exc:  # the source read something that is no image (a corrupt file): skip it
+                self._intake.bad.count("unreadable", exc)
+                continue
             state = getattr(self.source, "state", None)  # live sources: streaming / reconnecting
             if state:
                 self.stats.source_state = state
@@ -324,26 +305,15 @@ class Pipeline:
                 continue
             image, t_ns = got
             self.stats.captured()
-            frame = Frame(image, index, t_ns, time.time(),
-                          model_image=getattr(self.source, "model_image", None),  # picamera's lores stream
-                          t_media_ns=getattr(self.source, "media_time_ns", None),  # a video file's own time
-                          source_file=str(still) if (still := getattr(self.source, "current", None)) else None)
-            self._slot.put(self._prepare(frame), wait_for_reader)
+            still = getattr(self.source, "current", None)  # the image file a still came from
+            item = self._intake.admit(image, index, t_ns, time.time(),  # None: a bad frame, counted
+                                      model_image=getattr(self.source, "model_image", None),  # picamera's lores
+                                      t_media_ns=getattr(self.source, "media_time_ns", None),  # a file's own time
+                                      source_file=str(still) if still else None)
             index += 1
+            if item is not None:
+                self._slot.put(item, wait_for_reader)
         self._slot.close()
-
-    def _prepare(self, frame: Frame) -> Prepared:
-        """Resize/crop on the capture thread, so that it overlaps the model's run on the previous frame.
-
-        Stateful families (MoveNet's crop, BlazePose's region) then use the state their decode left
-        one or two frames earlier; each replaces that state in one assignment.
-        """
-        family = self.model.family
-        if not self.source.continuous:  # unrelated stills: no state carried across them
-            family.reset()
-        t0 = time.perf_counter_ns()
-        inputs, transform = family.prepare(frame)
-        return Prepared(frame, inputs, transform, {"prepare": (time.perf_counter_ns() - t0) / 1e6})
 
     def _inference_loop(self) -> None:
         backend = self.model.backend
@@ -376,6 +346,7 @@ class Pipeline:
                 self.post.reset()
                 self.analytics.reset()
             t0 = time.monotonic_ns()
+            self.health.observe(item.inputs, item.outputs, frame.index)  # NaN, constant, noise: warned once, counted
             poses = clip_to_frame(family.decode(item.outputs, item.transform), frame.width, frame.height)
             t_post = time.monotonic_ns()
             timings["decode"] = (t_post - t0) / 1e6
@@ -391,7 +362,7 @@ class Pipeline:
             stats.processed(timings, result.latency_ms, len(poses), t_done)
             if frame.source_file:
                 stats.still(os.path.basename(frame.source_file), [round(p.score, 2) for p in poses])
-            self._check_first_frames(poses)
+            self.health.people(poses)
             for w in self._workers:
                 w.put(result)
             if max_frames and stats.frames_processed >= max_frames:

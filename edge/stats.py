@@ -24,6 +24,8 @@ class Stats:
         self._latency: deque[float] = deque(maxlen=window * 4)
         self._window = window
         self.drops: Counter[str] = Counter()
+        # frames whose raw model output looked broken, by kind: 'nonfinite', 'constant', 'noise' (output_health.py)
+        self.model_problems: Counter[str] = Counter()
         self.frames_captured = 0
         self.frames_processed = 0
         self.people_last = 0
@@ -45,6 +47,11 @@ class Stats:
         """Count a dropped frame or message; ``where`` names the stage (e.g. 'capture', 'sink:mqtt')."""
         with self._lock:
             self.drops[where] += n
+
+    def model_output(self, kind: str, n: int = 1) -> None:
+        """Count ``n`` frames whose raw model output had a problem of ``kind`` (e.g. 'nonfinite')."""
+        with self._lock:
+            self.model_problems[kind] += n
 
     def processed(self, timings_ms: dict[str, float], latency_ms: float, people: int, t_done_ns: int) -> None:
         with self._lock:
@@ -92,6 +99,7 @@ class Stats:
                 "frames_processed": self.frames_processed,
                 "drops": dict(self.drops),
                 "dropped_total": int(sum(self.drops.values())),
+                "model_output": dict(self.model_problems),  # frames by problem: nonfinite, constant, noise
                 "stage_ms": stage_ms,
                 "latency_ms_p50": round(float(np.percentile(lat, 50)), 2) if lat is not None else None,
                 "latency_ms_p99": round(float(np.percentile(lat, 99)), 2) if lat is not None else None,
@@ -143,6 +151,9 @@ def summarize(stats: Stats) -> str:
     if n:
         parts.append(f"up to {people_text(snap['people_max'])} in a frame")
     parts.append(drops_text(snap))
+    if problems := snap.get("model_output"):
+        parts.append("model output: " + ", ".join(f"{v} frame{'' if v == 1 else 's'} {k}"
+                                                  for k, v in sorted(problems.items())))
     return "; ".join(parts) + "".join(f"\n{line}" for line in found_in_stills(stats))
 
 

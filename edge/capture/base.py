@@ -50,7 +50,9 @@ def to_rgb8(image: np.ndarray, bgr: bool = True, what: str = "frame") -> np.ndar
     if image.dtype == np.uint16:
         image = (image >> 8).astype(np.uint8)
     elif image.dtype in (np.float32, np.float64):
-        peak = float(np.nanmax(image)) if image.size else 0.0
+        if not np.isfinite(image).all():
+            raise FrameError(f"{what}: the float image holds NaN or infinite pixel values")
+        peak = float(image.max())
         image = np.clip(image * (255.0 if peak <= 1.0 else 1.0), 0, 255).astype(np.uint8)
     elif image.dtype != np.uint8:
         raise FrameError(f"{what}: pixel type {image.dtype} is not supported; use 8-bit, 16-bit or float images")

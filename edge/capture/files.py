@@ -15,7 +15,7 @@ import numpy as np
 
 from edge.capture.base import SAMPLE_DIR, EndOfStream, expand_images, register, to_rgb8
 from edge.config import SourceConfig
-from edge.errors import SourceError, SourceNotFoundError
+from edge.errors import FrameError, SourceError, SourceNotFoundError
 
 log = logging.getLogger(__name__)
 
@@ -113,7 +113,11 @@ class VideoFileSource:
 
 
 class ImageSource:
-    """A file, a folder or a glob of still images; unrelated stills, so ``continuous`` is False."""
+    """A file, a folder or a glob of still images; unrelated stills, so ``continuous`` is False.
+
+    An image that cannot be decoded raises FrameError for that file (the pipeline skips and counts
+    it); a whole pass through the files without one readable image is a SourceNotFoundError.
+    """
 
     continuous = False
 
@@ -126,6 +130,7 @@ class ImageSource:
         self._pacer = _Pacer(cfg.fps if cfg.realtime else None)
         self.live = bool(cfg.fps and cfg.realtime)
         self._i = 0
+        self._read_in_pass = 0  # images decoded since the pass through the files began
         self.current: Path | None = None
 
     def open(self) -> None:
@@ -137,20 +142,27 @@ class ImageSource:
 
     def read(self) -> tuple[np.ndarray, int] | None:
         if self._i >= len(self.files):
+            if not self._read_in_pass:
+                n = len(self.files)
+                raise SourceNotFoundError(
+                    f"none of the {n} image{'s' if n != 1 else ''} at '{self.spec}' can be decoded: "
+                    f"{'they are' if n != 1 else 'it is'} corrupt or not image files; check --source / source.path")
             if not self.loop:
                 raise EndOfStream(self.spec)
-            self._i = 0
+            self._i, self._read_in_pass = 0, 0
         path = self.files[self._i]
         self._i += 1
         image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
         if image is None:
-            raise SourceError(f"image {path} cannot be decoded; it is corrupt or not an image file")
+            raise FrameError(f"image {path} cannot be decoded; it is corrupt or not an image file")
+        rgb = to_rgb8(image, bgr=True, what=str(path))
+        self._read_in_pass += 1
         self.current = path
         self._pacer.wait()
-        return to_rgb8(image, bgr=True, what=str(path)), time.monotonic_ns()
+        return rgb, time.monotonic_ns()
 
     def close(self) -> None:
-        self._i = 0
+        self._i, self._read_in_pass = 0, 0
 
 
 @register("file")

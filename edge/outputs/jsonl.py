@@ -1,8 +1,13 @@
-"""JSON Lines: one line per processed frame (index, capture time, size, people, stage timings)."""
+"""JSON Lines: one line per processed frame (index, capture time, size, people, stage timings).
+
+Every line is strict JSON: a NaN or Inf that reaches this sink (the families already drop a broken
+model's) is written as null, never as the bare ``NaN`` that JSON parsers reject.
+"""
 
 from __future__ import annotations
 
 import json
+import math
 import sys
 from pathlib import Path
 from typing import IO
@@ -11,6 +16,25 @@ from edge.config import JsonlOutput
 from edge.errors import OutputError
 from edge.outputs.base import register
 from edge.types import PoseResult, StreamMeta
+
+
+def finite_json(value):
+    """``value`` with every non-finite float replaced by None (JSON has no NaN or Infinity)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: finite_json(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [finite_json(v) for v in value]
+    return value
+
+
+def dumps(record: dict) -> str:
+    """One compact, strictly valid JSON line."""
+    try:
+        return json.dumps(record, separators=(",", ":"), allow_nan=False)
+    except ValueError:  # NaN or Inf somewhere: the slow path, only then
+        return json.dumps(finite_json(record), separators=(",", ":"), allow_nan=False)
 
 
 class JsonlSink:
@@ -35,7 +59,7 @@ class JsonlSink:
 
     def write(self, result: PoseResult) -> None:
         assert self._fh is not None, "open() first"
-        self._fh.write(json.dumps(result.to_dict(), separators=(",", ":")) + "\n")
+        self._fh.write(dumps(result.to_dict()) + "\n")
         self._n += 1
         if self._n % self.flush_every == 0:
             self._fh.flush()

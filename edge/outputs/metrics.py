@@ -47,8 +47,9 @@ SOURCE_STATES = ("starting", "streaming", "ended", "failed")
 
 
 def format_metrics(snap: dict, info: dict, since_last_frame_s: float, clients: dict[str, int],
-                   clients_dropped: int) -> str:
-    """The /metrics body. ``info`` is StreamMeta.to_dict(); ``clients`` counts open connections by endpoint."""
+                   connections_dropped: dict[str, int]) -> str:
+    """The /metrics body. ``info`` is StreamMeta.to_dict(); ``clients`` counts open connections by endpoint;
+    ``connections_dropped`` counts the live view's closed or refused connections by reason."""
     w = _Writer()
     w.metric("edgepose_info", "gauge", "Model, family, runtime and version of the running pipeline.",
              [({k: str(info.get(k, "")) for k in ("model", "family", "runtime", "source", "version")}, 1)])
@@ -64,6 +65,9 @@ def format_metrics(snap: dict, info: dict, since_last_frame_s: float, clients: d
               ({"quantile": "0.99"}, _ms(snap.get("latency_ms_p99")))])
     w.metric("edgepose_dropped_total", "counter", "Frames or results dropped, by the stage that dropped them.",
              [({"stage": k}, v) for k, v in sorted(snap["drops"].items())])
+    w.metric("edgepose_model_output_frames_total", "counter",
+             "Frames whose raw model output was judged broken, by kind: nonfinite, constant, noise.",
+             [({"kind": k}, v) for k, v in sorted((snap.get("model_output") or {}).items())])
     w.metric("edgepose_people", "gauge", "People in the last processed frame.", [({}, snap["people"])])
     w.metric("edgepose_people_max", "gauge", "Most people seen in one frame since start.", [({}, snap["people_max"])])
     w.metric("edgepose_uptime_seconds", "gauge", "Seconds since the pipeline started.", [({}, snap["uptime_s"])])
@@ -76,8 +80,13 @@ def format_metrics(snap: dict, info: dict, since_last_frame_s: float, clients: d
     w.metric("edgepose_web_clients", "gauge", "Open live-view connections by endpoint.",
              [({"endpoint": k}, v) for k, v in sorted(clients.items())])
     w.metric("edgepose_web_clients_dropped_total", "counter",
-             "Live-view clients dropped: stopped reading, or over max_clients.",
-             [({}, clients_dropped)])
+             "Live-view connections closed or refused, all reasons (the sum of edgepose_web_connections_dropped_total).",
+             [({}, sum(connections_dropped.values()))])
+    w.metric("edgepose_web_connections_dropped_total", "counter",
+             "Live-view connections closed or refused, by reason: request_timeout (no whole request in "
+             "request_timeout_s), bad_request, pending_full, max_clients, max_clients_per_address (stream refused "
+             "with 503), stalled (stopped reading a stream).",
+             [({"reason": r}, n) for r, n in connections_dropped.items()])
     return w.text()
 
 

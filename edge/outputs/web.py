@@ -193,15 +193,8 @@ class LiveServer:
 
     def metrics(self) -> str:
         stats = self.feed.meta.stats
-        dropped = self.dropped()
-        text = format_metrics(stats.snapshot(), self.feed.meta.to_dict(), stats.since_last_frame_s(),
-                              self.client_counts(), sum(dropped.values()))
-        lines = ["# HELP edgepose_web_connections_dropped_total Live-view connections closed or refused, by reason: "
-                 "request_timeout (no whole request in request_timeout_s), bad_request, pending_full, max_clients, "
-                 "max_clients_per_address (stream refused with 503), stalled (stopped reading a stream).",
-                 "# TYPE edgepose_web_connections_dropped_total counter",
-                 *(f'edgepose_web_connections_dropped_total{{reason="{r}"}} {n}' for r, n in dropped.items())]
-        return text + "\n".join(lines) + "\n"
+        return format_metrics(stats.snapshot(), self.feed.meta.to_dict(), stats.since_last_frame_s(),
+                              self.client_counts(), self.dropped())
 
 
 class WebSink:

@@ -252,6 +252,9 @@ class BlazePose:
 
     def decode(self, outputs: list[np.ndarray], transform: AffineTransform) -> list[Pose]:
         # _roi is replaced in one assignment: the pipeline may prepare the next frame on another thread
+        if not (np.isfinite(outputs[self._lm]).all() and np.isfinite(outputs[self._flag]).all()):
+            self._roi = None  # a broken model's NaN/Inf is nobody (the pipeline counts such frames)
+            return []
         kp, presence = self.landmarks(outputs, transform)
         if presence < self.score_threshold:
             self._roi = None

@@ -83,7 +83,7 @@ def make_family(sig: ModelSignature, options: FamilyOptions, family: str = "auto
         raise ModelError(f"unknown model family '{name}'; choose one of: auto, {', '.join(sorted(REGISTRY))}")
     try:
         built = REGISTRY[name][1](sig, options)
-    except (ValueError, IndexError) as exc:
+    except (ValueError, IndexError, TypeError) as exc:  # a layout (or a damaged file's metadata) it cannot read
         if family != "auto":
             raise _wrong_family(name, sig, model_name, str(exc).rstrip(".")) from None
         raise ModelError(f"{model_name} cannot be read as a {name} model: {exc} ({describe(sig)})") from None

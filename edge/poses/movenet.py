@@ -92,6 +92,9 @@ class MoveNetSinglePose:
 
     def decode(self, outputs: list[np.ndarray], transform: Transform) -> list[Pose]:
         kp = self.keypoints(outputs, transform)
+        if not np.isfinite(kp).all():  # a broken model's NaN/Inf is nobody (the pipeline counts such frames)
+            self._crop = None
+            return []
         if self.options.tracking:
             self._crop = next_crop_region(kp, transform.frame_w, transform.frame_h)
         score = float(kp[:, 2].mean())

@@ -61,6 +61,7 @@ class MoveNetMultiPose:
 
     def decode(self, outputs: list[np.ndarray], transform: Transform) -> list[Pose]:
         people = np.asarray(outputs[0], dtype=np.float32).reshape(-1, 56)
+        people = people[np.isfinite(people).all(axis=1)]  # NaN/Inf is nobody (the pipeline counts such frames)
         people = people[people[:, 55] >= self.score_threshold]
         if len(people) == 0:
             return []

@@ -30,15 +30,22 @@ def _meta_literal(meta: dict[str, str], key: str):
         return None
     try:
         return ast.literal_eval(value) if isinstance(value, str) else value
-    except (ValueError, SyntaxError):
+    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):  # a damaged file's metadata
         return None
 
 
+def _ints(value, n: int) -> tuple[int, ...] | None:
+    """``value`` as ``n`` positive ints (metadata like imgsz or kpt_shape), or None."""
+    if not isinstance(value, (list, tuple)) or len(value) != n:
+        return None
+    if not all(isinstance(v, int) and not isinstance(v, bool) and 0 < v < 100_000 for v in value):
+        return None
+    return tuple(value)
+
+
 def keypoint_count(sig: ModelSignature) -> int:
-    shape = _meta_literal(sig.metadata, "kpt_shape")
-    if isinstance(shape, (list, tuple)) and len(shape) == 2:
-        return int(shape[0])
-    return 17
+    shape = _ints(_meta_literal(sig.metadata, "kpt_shape"), 2)
+    return shape[0] if shape else 17
 
 
 def channel_axis(shape: tuple, channels: int) -> int | None:
@@ -73,8 +80,8 @@ class YoloPose:
     head = 5  # values before the keypoints: cx, cy, w, h, score
 
     def __init__(self, sig: ModelSignature, options: FamilyOptions):
-        imgsz = _meta_literal(sig.metadata, "imgsz")
-        default = (int(imgsz[1]), int(imgsz[0])) if isinstance(imgsz, (list, tuple)) and len(imgsz) == 2 else (640, 640)
+        imgsz = _ints(_meta_literal(sig.metadata, "imgsz"), 2)
+        default = (imgsz[1], imgsz[0]) if imgsz else (640, 640)
         self.layout, w, h = image_input_layout(sig.inputs[0], default)
         self.size = (w, h)
         self.kpts = keypoint_count(sig)
@@ -106,6 +113,7 @@ class YoloPose:
             rows = pred[:, scores >= self.score_threshold].T
         else:
             rows = pred[pred[:, 4] >= self.score_threshold]
+        rows = rows[np.isfinite(rows).all(axis=1)]  # NaN/Inf is nobody (the pipeline counts such frames)
         if len(rows) == 0:
             return rows
         rows = rows.copy()

@@ -66,7 +66,8 @@ def letterbox(image: np.ndarray, size: tuple[int, int], pad_value: int = 114) ->
     h, w = image.shape[:2]
     out_w, out_h = size
     r = min(out_w / w, out_h / h)
-    new_w, new_h = int(round(w * r)), int(round(h * r))
+    # at least one pixel each way: a 10000x1 frame is a 640x1 strip in a 640x640 canvas, not a 0-pixel resize
+    new_w, new_h = min(max(1, int(round(w * r))), out_w), min(max(1, int(round(h * r))), out_h)
     dw, dh = (out_w - new_w) / 2, (out_h - new_h) / 2
     top, left = int(round(dh - 0.1)), int(round(dw - 0.1))
     bottom, right = out_h - new_h - top, out_w - new_w - left

@@ -8,6 +8,8 @@ it includes warnings. What it prints while it loads a model is captured and logg
 
 from __future__ import annotations
 
+import contextlib
+import io
 import logging
 from pathlib import Path
 
@@ -62,9 +64,11 @@ class OnnxBackend:
         ort.set_default_logger_severity(severity)  # the process-wide logger: model loading warns through it
         so.log_severity_level = severity  # the session's own logger (runs)
         try:
-            with native_stderr(log, ORT_CHATTER, "ONNX Runtime"):
+            printed = io.StringIO()  # a failing load prints "EP Error ... Falling back" to stdout (JSONL may go there)
+            with native_stderr(log, ORT_CHATTER, "ONNX Runtime"), contextlib.redirect_stdout(printed):
                 self._session = ort.InferenceSession(str(path), sess_options=so, providers=providers)
         except Exception as exc:  # onnxruntime raises its own untyped exceptions for bad files
+            log.debug("ONNX Runtime printed while loading %s: %s", path, printed.getvalue().strip())
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise ModelError(
                 f"model {path} could not be loaded by ONNX Runtime: {first}. "
@@ -75,10 +79,18 @@ class OnnxBackend:
         self.outputs = [_spec(a) for a in self._session.get_outputs()]
         self._out_names = [o.name for o in self.outputs]
         self.metadata = dict(self._session.get_modelmeta().custom_metadata_map)
+        state = ort.capi.onnxruntime_pybind11_state  # its errors of a model that loads but cannot run
+        self._run_errors = tuple(getattr(state, n) for n in ("Fail", "RuntimeException", "NotImplemented", "EPFail",
+                                                             "InvalidGraph") if hasattr(state, n))
 
     def run(self, tensors: list[np.ndarray]) -> list[np.ndarray]:
         feed = {s.name: to_input(a, s) for s, a in zip(self.inputs, tensors)}
-        outs = self._session.run(self._out_names, feed)
+        try:
+            outs = self._session.run(self._out_names, feed)
+        except self._run_errors as exc:  # e.g. a damaged Reshape constant: the file, not the frame
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise ModelError(f"model {self.path} loaded but ONNX Runtime cannot run it: {first}. "
+                             "The file is corrupt; download or export it again.") from None
         return [from_output(np.asarray(o), s) for o, s in zip(outs, self.outputs)]
 
     def close(self) -> None:

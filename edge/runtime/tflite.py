@@ -17,6 +17,7 @@ import numpy as np
 from edge.errors import ModelError
 from edge.runtime.base import BackendOptions, TensorSpec, from_output, register, to_input
 from edge.runtime.native_log import LITERT_CHATTER, native_stderr
+from edge.runtime.tflite_check import check_header, check_model, probe
 
 log = logging.getLogger(__name__)
 
@@ -86,9 +87,12 @@ class TFLiteBackend:
     def __init__(self, path: Path, options: BackendOptions):
         self.path = path
         interpreter_cls = _interpreter_class()
+        check_header(path)
         try:
             with native_stderr(log, LITERT_CHATTER, "LiteRT"):  # the XNNPACK line comes from allocate_tensors
                 self._it = interpreter_cls(model_path=str(path), num_threads=max(1, options.threads))
+                check_model(path)  # LiteRT verified the structure; values that would crash it natively fail here
+                probe(path, interpreter_cls, max(1, options.threads))  # what no check foresees crashes a child
                 self._it.allocate_tensors()
         except (ValueError, RuntimeError) as exc:
             raise ModelError(
@@ -112,7 +116,13 @@ class TFLiteBackend:
                 self._out = it.get_output_details()
                 detail = next(d for d in self._in if d["name"] == spec.name)
             it.set_tensor(detail["index"], data)
-        it.invoke()
+        try:
+            it.invoke()
+        except RuntimeError as exc:  # e.g. "Input tensor 129 lacks data": a damaged file that still loaded
+            raise ModelError(
+                f"model {self.path} loaded but LiteRT cannot run it: {str(exc).strip().splitlines()[0]}. "
+                "The file is corrupt or truncated; download or export it again."
+            ) from None
         return [from_output(it.get_tensor(d["index"]), s) for d, s in zip(self._out, self.outputs)]
 
     def tensor_details(self) -> list[dict]:
