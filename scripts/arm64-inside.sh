@@ -22,7 +22,7 @@ ARM64_TESTS=(
   tests/test_cli_first_hour.py
 )
 
-step "platform: $(uname -m), $(python3 --version), $(. /etc/os-release && echo "$PRETTY_NAME")"
+step "platform: $(uname -m) (emulated ${QEMU_CPU:-max}), $(python3 --version), $(. /etc/os-release && echo "$PRETTY_NAME")"
 [ "$(uname -m)" = aarch64 ] || die "uname -m says $(uname -m), not aarch64: the emulation is not in effect"
 
 step "the venv, as docs/INSTALL.md tells a Pi user: --system-site-packages, then pip through the pinned constraints"
@@ -59,16 +59,23 @@ EOF
 step "the README's first command"
 "$VENV/bin/edgepose" run --source sample --output - >/out/first.jsonl
 [ "$(wc -l </out/first.jsonl)" -eq 2 ] || die "the first command printed $(wc -l </out/first.jsonl) JSON lines, not 2"
+"$VENV/bin/edgepose" run --source sample --output jsonl:/dev/null -q --log-level debug 2>/out/first.debug
+if grep -q "Error in cpuinfo" /out/first.debug || ! grep -q "Created TensorFlow Lite XNNPACK delegate" /out/first.debug; then
+  die "LiteRT runs without XNNPACK here, unlike a Pi: $(grep -m2 -E "cpuinfo|XNNPACK" /out/first.debug)"
+fi
+echo "LiteRT created its XNNPACK delegate, and cpuinfo saw the CPUs"
 
 step "edgepose models check (the shipped model) and edgepose eval"
 "$VENV/bin/edgepose" models check
 "$VENV/bin/edgepose" eval --model default --data /work/shared/data/coco8-pose | tee /out/eval-arm64.txt
 
-step "keypoints on the reference images, for the comparison with x86_64"
-for model in default /work/shared/models/yolo11n-pose_int8.tflite; do
+step "keypoints on the reference images, and each stage's arrays on x86_64's inputs, for the comparison"
+MODELS=(default /work/shared/models/yolo11n-pose_int8.tflite /out/models/pose_landmark_lite.tflite)
+for model in "${MODELS[@]}"; do
   "$VENV/bin/edgepose" run --source /work/shared/data/images --model "$model" -q \
     --output "/out/arm64-$(basename "$model" .tflite).jsonl"
 done
+"$VENV/bin/python" scripts/platform_probe.py /out/probe-arm64 /work/shared/data/images "${MODELS[@]}" --ref /out/probe-x86
 
 step "pytest subset: ${ARM64_TESTS[*]}"
 t=$SECONDS
