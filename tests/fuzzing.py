@@ -2,14 +2,18 @@
 
 The quick tier runs each property for a few seconds; .ci/run sets EDGEPOSE_FUZZ=ci, which runs
 ``CI_SCALE`` times as many examples. ``derandomize`` fixes the seed, so a run is reproducible and a
-failure found in CI fails again on a laptop; no example database is written into the checkout.
+failure found in CI fails again on a laptop. No example database is kept, and hypothesis's own
+cache goes to a temporary folder instead of .hypothesis/ in the checkout.
 """
 
 from __future__ import annotations
 
 import os
+import tempfile
 
-from hypothesis import HealthCheck, settings
+os.environ.setdefault("HYPOTHESIS_STORAGE_DIRECTORY", os.path.join(tempfile.gettempdir(), "edgepose-hypothesis"))
+
+from hypothesis import HealthCheck, settings  # noqa: E402  (reads the variable above)
 
 CI = os.environ.get("EDGEPOSE_FUZZ") == "ci"
 CI_SCALE = 10
