@@ -34,7 +34,6 @@ from pathlib import Path
 
 PCK_TOLERANCE = 0.02
 PX_TOLERANCE = 2.0
-SCORE_TOLERANCE = 0.05
 OUTPUT_RTOL = 0.05  # the 99th percentile of |difference|, as a share of the output's largest magnitude
 CONFIDENT = 0.3  # keypoints scored at least this on both platforms are judged
 MEDIAN_PX_TOLERANCE = 5.0
@@ -53,10 +52,6 @@ def by_image(path: Path) -> dict[str, list[dict]]:
         rec = json.loads(line)
         out[rec["file"].rsplit("/", 1)[-1]] = sorted(rec["people"], key=lambda p: (p["bbox"][0], p["bbox"][1]))
     return out
-
-
-def is_float_model(name: str) -> bool:
-    return "int8" not in name and name != "default"
 
 
 def resizes_only(name: str) -> bool:

@@ -123,12 +123,15 @@ mkdir -p "$OUT/models"
 BLAZE_DIR="${EDGEPOSE_MODELS:-${XDG_CACHE_HOME:-$HOME/.cache}/edgepose/models}"
 cp "$BLAZE_DIR"/{pose_landmark_lite.tflite,pose_detection.tflite,LICENSE.blazepose.txt} "$OUT/models/"
 MODELS=(default "$SHARED/models/yolo11n-pose_int8.tflite" "$OUT/models/pose_landmark_lite.tflite")
-"$HOST_VENV/bin/edgepose" eval --model default --data "$SHARED/data/coco8-pose" >"$OUT/eval-x86.txt" 2>/dev/null
+x86_failed() { die "the x86_64 reference run failed ($1); the end of its log: $(tail -5 "$OUT/x86.log")"; }
+"$HOST_VENV/bin/edgepose" eval --model default --data "$SHARED/data/coco8-pose" >"$OUT/eval-x86.txt" 2>>"$OUT/x86.log" \
+  || x86_failed "edgepose eval"
 for model in "${MODELS[@]}"; do
   "$HOST_VENV/bin/edgepose" run --source "$SHARED/data/images" --model "$model" -q \
-    --output "$OUT/x86-$(basename "$model" .tflite).jsonl" 2>/dev/null
+    --output "$OUT/x86-$(basename "$model" .tflite).jsonl" 2>>"$OUT/x86.log" || x86_failed "edgepose run --model $model"
 done
-"$HOST_VENV/bin/python" scripts/platform_probe.py "$OUT/probe-x86" "$SHARED/data/images" "${MODELS[@]}" 2>/dev/null
+"$HOST_VENV/bin/python" scripts/platform_probe.py "$OUT/probe-x86" "$SHARED/data/images" "${MODELS[@]}" 2>>"$OUT/x86.log" \
+  || x86_failed "scripts/platform_probe.py"
 
 # XNNPACK finds the CPUs through cpuinfo, which reads /sys/devices/system/cpu/{possible,present}.
 # Without them LiteRT quietly runs its built-in kernels, which no Pi does. The host's /sys is not

@@ -76,3 +76,16 @@ def test_missing_and_unknown_files(tmp_path):
 def test_backend_mismatch_names_the_right_one(movenet_tflite):
     with pytest.raises(ModelError, match="--backend tflite"):
         load_backend(movenet_tflite, kind="onnx")
+
+
+def test_an_inference_failure_is_the_file_before_the_first_success_and_a_runtime_failure_after():
+    """A Jetson's transient CUDA out-of-memory must not exit 2 (RestartPreventExitStatus=2 would stop the unit)."""
+    from pathlib import Path
+
+    from edge.errors import ModelError
+    from edge.runtime.base import run_failure
+
+    first = run_failure(Path("m.onnx"), "ONNX Runtime", RuntimeError("bad Reshape\nmore"), ran_before=False)
+    assert isinstance(first, ModelError) and first.exit_code == 2 and "bad Reshape" in str(first)
+    later = run_failure(Path("m.onnx"), "ONNX Runtime", RuntimeError("CUDA out of memory"), ran_before=True)
+    assert not isinstance(later, ModelError) and later.exit_code == 1 and "CUDA out of memory" in str(later)

@@ -265,3 +265,17 @@ def test_clients_that_send_nothing_or_dribble_are_dropped_after_the_request_time
         silent.close()
         dribbler.close()
         pipe.stop()
+
+
+def test_a_malformed_request_target_gets_400_and_the_live_view_stays_up(live):
+    """`GET //[x` made urlsplit raise in the listener thread, which then closed the listening socket."""
+    _, web, _ = live
+    port = web.server.port
+    for target in (b"//[x", b"http://[::1", b"/%ff%fe?\xff=\xfe"):
+        s = socket.create_connection(("127.0.0.1", port), timeout=5)
+        s.sendall(b"GET " + target + b" HTTP/1.1\r\nHost: x\r\n\r\n")
+        reply = s.recv(4096)
+        s.close()
+        status = reply.split(b"\r\n")[0]
+        assert status.startswith(b"HTTP/1.") and (b" 400 " in status or b" 404 " in status), reply[:80]
+    assert_monitoring_answers(port, polls=3)

@@ -15,7 +15,6 @@ Reconnects are paced by what a failed attempt cost the broker (``_pace``; docs/M
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 import socket
@@ -28,6 +27,7 @@ from typing import NamedTuple
 from edge.errors import ConfigError, OutputError, missing_dependency
 from edge.outputs import hass
 from edge.outputs.base import register
+from edge.outputs.jsonl import dumps as strict_dumps
 from edge.outputs.mqtt_config import MqttOutput
 from edge.outputs.mqtt_tls import KEY, Explain, tls_context
 from edge.sysinfo import read_soc_temp
@@ -41,7 +41,7 @@ PROMPT_RETRY_S = 1.0
 
 
 def _json(obj) -> bytes:
-    return json.dumps(obj, separators=(",", ":")).encode()
+    return strict_dumps(obj).encode()  # never a bare NaN or Infinity: subscribers parse strict JSON
 
 
 def topic_safe(text: str) -> str:

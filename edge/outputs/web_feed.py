@@ -6,7 +6,6 @@ connection handling: ``publish`` is O(1) for the sink thread and never waits on 
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from collections import deque
@@ -15,6 +14,7 @@ import cv2
 
 from edge.errors import OutputError
 from edge.outputs.draw import DrawStyle, annotate
+from edge.outputs.jsonl import dumps as strict_dumps
 from edge.types import PoseResult, StreamMeta
 
 RECENT_EVENTS = 20  # analytics events kept for the page: SSE skips frames, so their events must not go with them
@@ -91,6 +91,6 @@ class LiveFeed:
                 with self._cond:
                     payload["recent_events"] = list(self._recent)
                 payload["analytics"] = result.analytics
-            return json.dumps(payload, separators=(",", ":")).encode()
+            return strict_dumps(payload).encode()  # never a bare NaN: browsers' JSON.parse refuses it
 
         return self._cached("event", make, after)

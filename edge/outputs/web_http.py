@@ -101,7 +101,10 @@ def parse_request(head: bytes, address: str) -> Request | Reply:
         headers = http.client.parse_headers(io.BytesIO(rest + b"\r\n\r\n"))
     except http.client.HTTPException:
         return Reply(400, b"bad request: malformed headers\n")
-    url = urlsplit(parts[1])
+    try:
+        url = urlsplit(parts[1])  # ValueError on e.g. "//[x": an invalid IPv6 host
+    except ValueError:
+        return Reply(400, b"bad request: malformed request target\n")
     return Request(parts[0], url.path, parse_qs(url.query), headers, address)
 
 
@@ -196,7 +199,11 @@ class HttpServer:
                     if key.data is None:
                         self._accept()
                     elif key.data.sock in self._pending:
-                        self._service(key.data)
+                        try:
+                            self._service(key.data)
+                        except Exception:  # one connection's bug must never close the listener (and /healthz)
+                            log.warning("live view: a connection from %s failed", key.data.address, exc_info=True)
+                            self._close(key.data)
                 now = time.monotonic()
                 if now >= next_sweep:
                     self._expire(now)

@@ -13,7 +13,7 @@ from typing import Callable, Protocol
 
 import numpy as np
 
-from edge.errors import ModelError
+from edge.errors import EdgeposeError, ModelError
 
 
 @dataclass(frozen=True)
@@ -119,3 +119,15 @@ def load_backend(path: str | Path, kind: str = "auto", options: BackendOptions |
     if expected != name:
         raise ModelError(f"model {path} is a {expected} file but backend '{name}' was requested; use --backend {expected}")
     return _REGISTRY[name](path, options or BackendOptions())
+
+
+def run_failure(path: Path, runtime: str, exc: BaseException, ran_before: bool) -> EdgeposeError:
+    """The error for a failed inference. Before the first success it is the file (ModelError, exit 2: a
+    restart cannot help); after it, a runtime failure (exit 1, so systemd restarts), such as a GPU out of
+    memory on a Jetson."""
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    if ran_before:
+        return EdgeposeError(f"{runtime} failed to run model {path} on a frame after running it before: {first}. "
+                             "This is a runtime failure (memory, device); restarting edgepose usually clears it.")
+    return ModelError(f"model {path} loaded but {runtime} cannot run it: {first}. "
+                      "The file is corrupt or truncated; download or export it again.")

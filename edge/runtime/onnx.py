@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from edge.errors import ModelError
-from edge.runtime.base import BackendOptions, TensorSpec, from_output, register, to_input
+from edge.runtime.base import BackendOptions, TensorSpec, from_output, register, run_failure, to_input
 from edge.runtime.native_log import ORT_CHATTER, debug_enabled, native_stderr
 
 log = logging.getLogger(__name__)
@@ -88,9 +88,8 @@ class OnnxBackend:
         try:
             outs = self._session.run(self._out_names, feed)
         except self._run_errors as exc:  # e.g. a damaged Reshape constant: the file, not the frame
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise ModelError(f"model {self.path} loaded but ONNX Runtime cannot run it: {first}. "
-                             "The file is corrupt; download or export it again.") from None
+            raise run_failure(self.path, "ONNX Runtime", exc, getattr(self, "_ran", False)) from None
+        self._ran = True
         return [from_output(np.asarray(o), s) for o, s in zip(outs, self.outputs)]
 
     def close(self) -> None:

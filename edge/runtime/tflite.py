@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from edge.errors import ModelError
-from edge.runtime.base import BackendOptions, TensorSpec, from_output, register, to_input
+from edge.runtime.base import BackendOptions, TensorSpec, from_output, register, run_failure, to_input
 from edge.runtime.native_log import LITERT_CHATTER, native_stderr
 from edge.runtime.tflite_check import check_header, check_model, probe
 
@@ -89,10 +89,13 @@ class TFLiteBackend:
         interpreter_cls = _interpreter_class()
         check_header(path)
         try:
-            with native_stderr(log, LITERT_CHATTER, "LiteRT"):  # the XNNPACK line comes from allocate_tensors
+            with native_stderr(log, LITERT_CHATTER, "LiteRT"):
                 self._it = interpreter_cls(model_path=str(path), num_threads=max(1, options.threads))
                 check_model(path)  # LiteRT verified the structure; values that would crash it natively fail here
-                probe(path, interpreter_cls, max(1, options.threads))  # what no check foresees crashes a child
+            # What no check foresees crashes a child. Outside the capture: it holds the log handlers' lock,
+            # and the running pipeline's threads must still log during a reload.
+            probe(path, interpreter_cls, max(1, options.threads))
+            with native_stderr(log, LITERT_CHATTER, "LiteRT"):  # the XNNPACK line comes from allocate_tensors
                 self._it.allocate_tensors()
         except (ValueError, RuntimeError) as exc:
             raise ModelError(
@@ -104,6 +107,7 @@ class TFLiteBackend:
         self.inputs = [_spec(d) for d in self._in]
         self.outputs = [_spec(d) for d in self._out]
         self.metadata = read_embedded_metadata(path)
+        self._ran = False
 
     def run(self, tensors: list[np.ndarray]) -> list[np.ndarray]:
         it = self._it
@@ -119,10 +123,8 @@ class TFLiteBackend:
         try:
             it.invoke()
         except RuntimeError as exc:  # e.g. "Input tensor 129 lacks data": a damaged file that still loaded
-            raise ModelError(
-                f"model {self.path} loaded but LiteRT cannot run it: {str(exc).strip().splitlines()[0]}. "
-                "The file is corrupt or truncated; download or export it again."
-            ) from None
+            raise run_failure(self.path, "LiteRT", exc, self._ran) from None
+        self._ran = True
         return [from_output(it.get_tensor(d["index"]), s) for d, s in zip(self._out, self.outputs)]
 
     def tensor_details(self) -> list[dict]:

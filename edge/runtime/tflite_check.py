@@ -19,6 +19,7 @@ shipped model and zoo downloads whose sha256 matches models/zoo.yaml skip the ch
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import subprocess
 import sys
@@ -38,7 +39,9 @@ _TYPES = {0: (4, None), 1: (2, None), 2: (4, (-2**31, 2**31 - 1)), 3: (1, (0, 25
 # Builtin operators whose first two inputs may be absent (-1): the recurrent ones (e.g. CIFG LSTM)
 _OPTIONAL_EARLY_INPUTS = {16, 35, 44, 46, 52}  # LSTM, RNN, UNIDIRECTIONAL_SEQUENCE_LSTM/RNN, BIDIRECTIONAL_SEQUENCE_LSTM
 HINT = "The file is corrupt; download or export it again."
-PROBE_TIMEOUT_S = 120.0  # allocating and running a pose model once takes well under 5 s, even on a Pi
+# Allocating and running a pose model once takes well under 5 s, even on a Pi 4. The bound stays under
+# systemd's WatchdogSec=30s: during a reload the old pipeline keeps running but nobody pings.
+PROBE_TIMEOUT_S = 25.0
 _PROBE = """
 import importlib, sys
 import numpy as np
@@ -169,7 +172,9 @@ def probe(path: Path, interpreter_cls: type, threads: int = 1) -> None:
         return
     cmd = [sys.executable, "-c", _PROBE, interpreter_cls.__module__, interpreter_cls.__name__, str(path), str(threads)]
     try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=PROBE_TIMEOUT_S, cwd="/")
+        # The unit sets PYTHONFAULTHANDLER; in the child its dump would hide LiteRT's own last words.
+        env = {k: v for k, v in os.environ.items() if k != "PYTHONFAULTHANDLER"}
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=PROBE_TIMEOUT_S, cwd="/", env=env)
     except subprocess.TimeoutExpired:
         raise ModelError(f"model {path} did not finish loading and running once in {PROBE_TIMEOUT_S:.0f} s (LiteRT, "
                          f"in a test process): a damaged dimension can make it allocate gigabytes. {HINT}") from None
