@@ -35,9 +35,7 @@ from edge.types import PoseResult, StreamMeta
 
 log = logging.getLogger(__name__)
 
-# While nothing accepts the TCP connection, an attempt is one SYN that the broker host's kernel answers (or
-# that times out): no broker process, handshake or log line is involved, so retrying this often costs nothing.
-PROMPT_RETRY_S = 1.0
+PROMPT_RETRY_S = 1.0  # while no TCP connect succeeds an attempt is one SYN: no broker work, so it costs nothing
 
 
 def _json(obj) -> bytes:
