@@ -25,7 +25,8 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", help="model file (.tflite or .onnx) or 'default'")
     p.add_argument("--backend", choices=["auto", "tflite", "onnx"])
     p.add_argument("--family", help="override the detected model family (movenet, movenet_multipose, yolo, yolo_e2e, ...)")
-    p.add_argument("--threads", type=int, help="inference threads")
+    p.add_argument("--threads", type=int, help="inference threads (per model worker)")
+    p.add_argument("--workers", help="copies of the model that take frames in turn: N or auto (model.workers)")
     p.add_argument("--output", action="append", metavar="OUT",
                    help="FILE.jsonl, '-' (JSON lines on stdout), console, web[:PORT] or web:HOST:PORT (default "
                         "127.0.0.1; web:0.0.0.0:8080 opens it to the LAN), framebuffer[:/dev/fbN], window, "
@@ -87,6 +88,11 @@ def _outputs(args: argparse.Namespace, configured: list[Any]) -> list[dict] | No
     return outs
 
 
+def _workers(text: str | None):
+    """--workers as the config takes it: a number stays a number (so the config's range check names it)."""
+    return int(text) if text is not None and text.strip().isdigit() else text
+
+
 def resolve_config(args: argparse.Namespace):
     """The config file plus command-line overrides, validated."""
     from edge.config import load_config, override
@@ -96,7 +102,7 @@ def resolve_config(args: argparse.Namespace):
     changes: dict[str, Any] = {
         "source.path": None if args.source in (None, "auto", "sample") else args.source,
         "model.path": args.model, "model.backend": args.backend, "model.family": args.family,
-        "model.threads": args.threads, "pipeline.max_frames": args.max_frames,
+        "model.threads": args.threads, "model.workers": _workers(args.workers), "pipeline.max_frames": args.max_frames,
         "logging.level": args.log_level,
     }
     if args.source is not None:

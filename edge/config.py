@@ -74,7 +74,10 @@ class ModelConfig(_Strict):
     path: str = Field("default", description="model file (.tflite/.onnx) or 'default' for the shipped MoveNet INT8")
     family: Literal["auto", "movenet", "movenet_multipose", "yolo", "yolo_e2e", "blazepose"] = "auto"
     backend: Literal["auto", "tflite", "onnx"] = "auto"
-    threads: int = Field(2, ge=1, le=64)
+    threads: int = Field(2, ge=1, le=64, description="threads per model copy (XNNPACK / ONNX Runtime intra-op)")
+    workers: Annotated[int, Field(ge=1, le=16)] | Literal["auto"] = Field(
+        1, description="copies of the model that take frames in turn (results kept in frame order); auto = as many "
+        "as the cores hold, see edge/workers.py; `edgepose bench --tune` measures the best on this device")
     providers: list[str] = Field(default_factory=lambda: ["CPUExecutionProvider"])
     score_threshold: float | None = Field(
         None, ge=0, le=1, description="minimum person score; null = the family's default (MoveNet 0.15, YOLO 0.25)"

@@ -36,6 +36,7 @@ class Prepared:
     transform: object
     timings: dict[str, float]
     outputs: list | None = None
+    ticket: int = 0  # the order the model workers took it in (edge/handoff.py)
 
 
 def as_rgb8(image: object, index: int) -> np.ndarray:

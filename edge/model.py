@@ -28,6 +28,12 @@ class Model:
     path: Path
     backend: Backend
     family: PoseFamily
+    backend_kind: str = "auto"
+    backend_options: BackendOptions | None = None
+
+    def copy_backend(self) -> Backend:
+        """Another interpreter of the same file with the same options: one more model worker."""
+        return load_backend(self.path, self.backend_kind, self.backend_options)
 
     def infer(self, frame: Frame) -> tuple[list, dict[str, float]]:
         t0 = time.perf_counter_ns()
@@ -40,11 +46,15 @@ class Model:
         return poses, {"prepare": (t1 - t0) / 1e6, "infer": (t2 - t1) / 1e6, "decode": (t3 - t2) / 1e6}
 
 
-def load_model(cfg: Config) -> Model:
-    """Resolve, load and identify the configured model (raises ModelError with the fix)."""
+def load_model(cfg: Config, threads: int | None = None) -> Model:
+    """Resolve, load and identify the configured model (raises ModelError with the fix).
+
+    ``threads`` overrides ``model.threads`` (``workers: auto`` may choose one thread per copy).
+    """
     m = cfg.model
+    threads = threads or m.threads
     path = resolve_model(m.path)
-    backend_options = BackendOptions(threads=m.threads, providers=list(m.providers))
+    backend_options = BackendOptions(threads=threads, providers=list(m.providers))
     backend = load_backend(path, m.backend, backend_options)
     sig = ModelSignature(backend.inputs, backend.outputs, backend.metadata)
     options = FamilyOptions(
@@ -54,5 +64,5 @@ def load_model(cfg: Config) -> Model:
         coco17_view=m.coco17_view,
     )
     family = make_family(sig, options, m.family, model_name=str(path))
-    log.info("model %s: %s family on %s, %d thread(s)", path.name, family.name, backend.runtime, m.threads)
-    return Model(path, backend, family)
+    log.info("model %s: %s family on %s, %d thread(s)", path.name, family.name, backend.runtime, threads)
+    return Model(path, backend, family, m.backend, backend_options)

@@ -1,8 +1,10 @@
 """The only module that knows about threads: wires source -> model -> sinks and owns their lifecycle.
 
-Capture thread (read, prepare) -> latest-frame slot -> inference thread (run) -> hand-off slot ->
-post thread (decode, track, smooth, analytics) -> one bounded queue + thread per sink. The model's
-thread does nothing but run the model: everything else overlaps with it on the other cores.
+Capture thread (read, prepare) -> latest-frame slot -> inference thread(s) (run) -> in-order hand-off ->
+post thread (decode, track, smooth, analytics) -> one bounded queue + thread per sink. A model
+thread does nothing but run the model: everything else overlaps with it on the other cores. With
+``model.workers`` > 1 each inference thread has its own copy of the model and takes the next frame
+when it is free; the hand-off puts results back in frame order (edge/handoff.py, edge/workers.py).
 A live source (camera, paced file) overwrites an unread frame and counts the drop; a file
 played as fast as possible waits for the slot instead, so nothing is dropped. One Event stops
 everything; every blocking call has a timeout. A frame that cannot be used is counted and the run
@@ -26,6 +28,7 @@ from edge.analytics import build_analytics
 from edge.capture.base import EndOfStream, Source, build_source
 from edge.config import Config
 from edge.errors import EdgeposeError, FrameError
+from edge.handoff import POLL_S, FrameSlot, InOrder  # noqa: F401  (FrameSlot re-exported)
 from edge.intake import Intake
 from edge.model import Model, load_model  # noqa: F401  (re-exported: callers load models through here)
 from edge.output_health import OutputMonitor
@@ -33,57 +36,14 @@ from edge.outputs.base import Sink, build_sink
 from edge.post.geometry import clip_to_frame
 from edge.post.tracking import build_post
 from edge.stats import Stats
-from edge.types import Frame, PoseResult, StreamMeta
+from edge.types import PoseResult, StreamMeta
+from edge.workers import placement
 
 log = logging.getLogger(__name__)
-POLL_S = 0.05  # the longest any thread blocks before re-checking the stop event
 # How long a thread running Python may keep the GIL from one that wants it (CPython's default is 5 ms).
 # When the model returns, its thread must get the GIL back from the capture or post thread; at 5 ms
 # that wait could cost the model more than a whole MoveNet frame (docs/BENCHMARKS.md, issue 2).
 GIL_SWITCH_S = 0.0005
-
-
-class FrameSlot:
-    """Holds one item (a frame on its way through). ``put`` either replaces an unread one (counted) or waits."""
-
-    def __init__(self, stats: Stats, stop: threading.Event):
-        self._cond = threading.Condition()
-        self._frame: Frame | None = None
-        self._closed = False
-        self._stats = stats
-        self._stop = stop
-
-    def put(self, frame: Frame, wait_for_reader: bool) -> None:
-        with self._cond:
-            if wait_for_reader:
-                while self._frame is not None and not self._stop.is_set():
-                    self._cond.wait(POLL_S)
-            elif self._frame is not None:
-                self._stats.drop("capture")
-            self._frame = frame
-            self._cond.notify_all()
-
-    def wait_empty(self) -> None:
-        """Block until the reader has taken the held frame (or stop)."""
-        with self._cond:
-            while self._frame is not None and not self._stop.is_set():
-                self._cond.wait(POLL_S)
-
-    def close(self) -> None:
-        with self._cond:
-            self._closed = True
-            self._cond.notify_all()
-
-    def get(self) -> Frame | None:
-        """The newest frame, or None after POLL_S; raises EndOfStream once closed and drained."""
-        with self._cond:
-            if self._frame is None and not self._closed:
-                self._cond.wait(POLL_S)
-            frame, self._frame = self._frame, None
-            if frame is None and self._closed:
-                raise EndOfStream("source finished")
-            self._cond.notify_all()
-            return frame
 
 
 class _RuntimeTuning:
@@ -171,13 +131,17 @@ class Pipeline:
         self.stop_event = threading.Event()
         self.finished = threading.Event()
         self.error: BaseException | None = None
-        self.model = model or load_model(cfg)
         self.source = source or build_source(cfg.source)
+        m = cfg.model
+        self.placement = placement(m.workers, model.backend_options.threads if model and model.backend_options
+                                   else m.threads, self.source.live)
+        self.model = model or load_model(cfg, threads=self.placement.threads)
+        self._backends = [self.model.backend]  # one per model worker; the copies are this pipeline's to close
         self.post = build_post(cfg)  # tracker -> smoother: update(poses, t_ns) -> poses
         self.analytics = build_analytics(cfg)  # angles, reps, zones: analytics(poses, frame) -> events
         self.sinks = sinks if sinks is not None else [build_sink(o) for o in cfg.outputs]
         self._slot = FrameSlot(self.stats, self.stop_event)  # capture -> inference: newest frame wins
-        self._handoff = FrameSlot(self.stats, self.stop_event)  # inference -> post: lossless
+        self._handoff = InOrder(self.placement.workers, self.stop_event)  # inference -> post: lossless, in order
         # a sink may ask for its own queue length: a display wants only the newest frame (1)
         self._workers = [SinkWorker(s, getattr(s, "queue_length", None) or cfg.pipeline.sink_queue, self.stats)
                          for s in self.sinks]
@@ -191,6 +155,14 @@ class Pipeline:
             keypoint_names=self.model.family.keypoint_names, edges=self.model.family.edges,
             source=self.source.name, version=__version__, stats=self.stats,
         )
+        try:
+            for _ in range(self.placement.workers - 1):
+                self._backends.append(self.model.copy_backend())
+        except BaseException:
+            self._close_copies()
+            raise
+        if self.placement.workers > 1:
+            log.info("model workers: %s", self.placement)
 
     # -- lifecycle -------------------------------------------------------------------------
     def start(self) -> "Pipeline":
@@ -209,9 +181,12 @@ class Pipeline:
         self.stats.source_state = "streaming"
         _TUNING.acquire(self.cfg.pipeline.opencv_threads)
         self._tuned = True
+        several = len(self._backends) > 1
         self._threads = [
             threading.Thread(target=self._guard, args=(self._capture_loop,), name="capture", daemon=True),
-            threading.Thread(target=self._guard, args=(self._inference_loop,), name="inference", daemon=True),
+            *(threading.Thread(target=self._guard, args=(self._inference_loop, b),
+                               name=f"inference-{i}" if several else "inference", daemon=True)
+              for i, b in enumerate(self._backends)),
             threading.Thread(target=self._guard, args=(self._post_loop,), name="post", daemon=True),
         ]
         outputs = ", ".join(s.name for s in self.sinks) or "no outputs"
@@ -238,6 +213,7 @@ class Pipeline:
             if w.thread.is_alive():
                 w.thread.join(max(0.05, deadline - time.monotonic()))
         self._close_all()
+        self._close_copies()
         if self._tuned:
             _TUNING.release()
             self._tuned = False
@@ -267,10 +243,19 @@ class Pipeline:
         except Exception as exc:
             log.warning("closing source %s failed: %s", self.source.name, exc)
 
+    def _close_copies(self) -> None:
+        """Close the model copies this pipeline opened (the first backend belongs to the Model, which may be reused)."""
+        for backend in self._backends[1:]:
+            try:
+                backend.close()
+            except Exception as exc:
+                log.warning("closing a model worker failed: %s", exc)
+        del self._backends[1:]
+
     # -- threads ---------------------------------------------------------------------------
-    def _guard(self, loop) -> None:
+    def _guard(self, loop, *args) -> None:
         try:
-            loop()
+            loop(*args)
         except EdgeposeError as exc:
             self.error = exc
         except Exception as exc:  # an unexpected bug: keep the traceback in the log
@@ -315,20 +300,21 @@ class Pipeline:
                 self._slot.put(item, wait_for_reader)
         self._slot.close()
 
-    def _inference_loop(self) -> None:
-        backend = self.model.backend
-        while not self.stop_event.is_set():
-            try:
-                item = self._slot.get()
-            except EndOfStream:
-                break
-            if item is None:
-                continue
-            t0 = time.perf_counter_ns()
-            item.outputs = backend.run(item.inputs)
-            item.timings["infer"] = (time.perf_counter_ns() - t0) / 1e6
-            self._handoff.put(item, wait_for_reader=True)
-        self._handoff.close()
+    def _inference_loop(self, backend) -> None:
+        try:
+            while not self.stop_event.is_set():
+                try:
+                    item = self._slot.get()
+                except EndOfStream:
+                    break
+                if item is None:
+                    continue
+                t0 = time.perf_counter_ns()
+                item.outputs = backend.run(item.inputs)
+                item.timings["infer"] = (time.perf_counter_ns() - t0) / 1e6
+                self._handoff.put(item.ticket, item)
+        finally:
+            self._handoff.close()
 
     def _post_loop(self) -> None:
         family, stats = self.model.family, self.stats
