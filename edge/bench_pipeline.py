@@ -7,6 +7,7 @@ calling thread while it runs.
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from typing import Callable, Sequence
@@ -16,6 +17,7 @@ import numpy as np
 from edge.config import Config
 from edge.errors import SourceError
 from edge.types import PoseResult, StreamMeta
+from edge.workers import usable_cores
 
 STAGES = ("capture", "prepare", "infer", "decode", "post", "outputs")
 MODEL_STAGES = ("prepare", "infer", "decode")
@@ -161,6 +163,7 @@ def pipeline_bench(cfg: Config, seconds: float, warmup: int = 10, interval_s: fl
     deadline = t_start + int(seconds * 1e9)
     last_count, last_ns = 0, t_start
     ended_by = "time"
+    cpu_start = _cpu_s()
     pipe.start()
     try:
         while True:
@@ -182,12 +185,24 @@ def pipeline_bench(cfg: Config, seconds: float, warmup: int = 10, interval_s: fl
             if now >= deadline:
                 break
     finally:
+        cpu_s, wall_s = _cpu_s() - cpu_start, (time.monotonic_ns() - t_start) / 1e9
         pipe.stop()
         sampler.close()
         pipe.model.backend.close()
     if pipe.error is not None:
         raise pipe.error
-    return _pipeline_report(cfg, pipe, rec, samples, sampler.unavailable, warmup, ended_by)
+    report = _pipeline_report(cfg, pipe, rec, samples, sampler.unavailable, warmup, ended_by)
+    # the process's own CPU per frame bounds the FPS on this many cores, however the work is threaded
+    frames = max(1, pipe.stats.frames_processed)
+    report["cpu_ms_per_frame"] = round(cpu_s * 1000 / frames, 3)
+    report["cpu_cores_used"] = round(cpu_s / wall_s, 3) if wall_s > 0 else None
+    report["cpu_bound_fps"] = round(usable_cores() / (cpu_s / frames), 1) if cpu_s > 0 else None
+    return report
+
+
+def _cpu_s() -> float:
+    t = os.times()
+    return t.user + t.system
 
 
 def _pipeline_report(cfg: Config, pipe, rec: Recorder, samples: list[dict], unavailable: dict[str, str],
@@ -211,7 +226,8 @@ def _pipeline_report(cfg: Config, pipe, rec: Recorder, samples: list[dict], unav
     lat = summarize_ms(latencies)
     return {
         "model": pipe.model.path.name, "path": str(pipe.model.path), "family": pipe.model.family.name,
-        "backend": pipe.model.backend.runtime, "threads": cfg.model.threads, "source": pipe.source.name,
+        "backend": pipe.model.backend.runtime, "threads": pipe.placement.threads, "workers": pipe.placement.workers,
+        "source": pipe.source.name,
         "realtime": cfg.source.realtime, "outputs": [s.name for s in pipe.sinks if s.name != "bench"],
         "frames": len(rows), "warmup_frames": skip, "duration_s": round(float(t_done[-1] - t_done[0]) / 1e9, 3),
         "ended_by": ended_by,

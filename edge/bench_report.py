@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import IO
 
 from edge.bench import STAGES, BenchOptions, run
+from edge.errors import ConfigError
 
 log = logging.getLogger(__name__)
 PLOTS_HINT = "install matplotlib for the plots: pip install 'edgepose[plots]'"
@@ -194,6 +195,10 @@ def cli_bench(args, stdout, stderr) -> int:
         pipeline=args.pipeline, seconds=args.seconds, realtime=args.realtime, loop=args.loop, outputs=args.output,
         family=args.family, config=args.config,
     )
+    if args.write and not args.tune:
+        raise ConfigError("--write CONFIG goes with --tune (it writes the combination --tune found best)")
+    if args.tune:
+        return _cli_tune(args, opts, stdout, stderr)
     bar = ProgressBar(stderr)
     try:
         report = run(opts, progress=bar)
@@ -205,6 +210,26 @@ def cli_bench(args, stdout, stderr) -> int:
     if args.report:
         path = write_report(report, args.report)
         stderr.write(f"report written to {path}\n")
+    return 0
+
+
+def _cli_tune(args, opts: BenchOptions, stdout, stderr) -> int:
+    from edge.bench_tune import format_tune, tune, write_placement
+
+    if args.rounds < 1:
+        raise ConfigError("--rounds must be at least 1")
+    bar = ProgressBar(stderr)
+    try:
+        result = tune(opts, rounds=args.rounds, progress=bar)
+    finally:
+        bar.close()
+    (stderr if args.json == "-" else stdout).write(format_tune(result))
+    if args.json:
+        write_json(result, args.json, stdout)
+    if args.write:
+        best = result["best_throughput"]
+        changed = write_placement(args.write, best["workers"], best["threads"])
+        stderr.write(f"wrote {changed} into {args.write}\n")
     return 0
 
 

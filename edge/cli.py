@@ -70,6 +70,10 @@ def _add_bench_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", help="base config YAML for the pipeline run")
     p.add_argument("--json", nargs="?", const="-", metavar="FILE", help="write JSON to FILE (or stdout)")
     p.add_argument("--report", metavar="DIR", help="write DIR/report.md with PNG plots (needs edgepose[plots])")
+    p.add_argument("--tune", action="store_true", help="measure every model.workers x model.threads that fits the "
+                   "cores on the pipeline and print the best for throughput and for latency")
+    p.add_argument("--rounds", type=int, default=2, help="--tune: interleaved rounds per combination (median)")
+    p.add_argument("--write", metavar="CONFIG", help="--tune: write the best-throughput combination into CONFIG")
 
 
 def _outputs(args: argparse.Namespace, configured: list[Any]) -> list[dict] | None:
