@@ -18,6 +18,7 @@ from pydantic import Field, ValidationError, ValidationInfo, field_validator, mo
 from edge import config_yaml
 from edge.analytics.config import AnalyticsConfig, AnglesAnalytics, RepsAnalytics, ZonesAnalytics  # noqa: F401 (re-exported)
 from edge.configbase import Strict as _Strict
+from edge.idle import IdleConfig  # noqa: F401 (re-exported)
 from edge.errors import ECHO_CAP, MASK, ConfigError, brief, is_secret_key, redact, safe_repr, url_secrets
 from edge.outputs.mqtt_config import MqttHass, MqttOutput, MqttTls  # noqa: F401 (re-exported)
 
@@ -212,6 +213,7 @@ class Config(_Strict):
     smoothing: SmoothingConfig = Field(default_factory=SmoothingConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
     analytics: list[AnalyticsConfig] = Field(default_factory=list)
+    idle: IdleConfig = Field(default_factory=IdleConfig)  # nearly free when nobody is there (edge/idle.py)
 
     @field_validator("analytics")  # a field validator echoes this section only, never a camera URL's password
     @classmethod

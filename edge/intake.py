@@ -89,14 +89,29 @@ class Intake:
 
     def admit(self, image: object, index: int, t_capture_ns: int, t_wall: float, **meta) -> Prepared | None:
         """The frame prepared for the model, or None when it cannot be used (counted and logged)."""
+        frame = self.frame(image, index, t_capture_ns, t_wall, **meta)
+        return self.prepared(frame) if frame is not None else None
+
+    def frame(self, image: object, index: int, t_capture_ns: int, t_wall: float, **meta) -> Frame | None:
+        """The source's image as a checked RGB Frame, or None when it is no usable picture (counted and logged)."""
         try:
-            frame = Frame(as_rgb8(image, index), index, t_capture_ns, t_wall, **meta)
-            return self.prepare(frame)
+            return Frame(as_rgb8(image, index), index, t_capture_ns, t_wall, **meta)
         except Exception as exc:  # any frame a source yields is processed or counted, never the end of the run
-            if not isinstance(exc, FrameError):
-                log.debug("frame %d could not be prepared", index, exc_info=exc)
-            self.bad.count("bad_frame", exc)
+            self._bad(index, exc)
             return None
+
+    def prepared(self, frame: Frame) -> Prepared | None:
+        """``prepare``, with a failure counted as a bad frame instead of ending the run."""
+        try:
+            return self.prepare(frame)
+        except Exception as exc:
+            self._bad(frame.index, exc)
+            return None
+
+    def _bad(self, index: int, exc: BaseException) -> None:
+        if not isinstance(exc, FrameError):
+            log.debug("frame %d could not be prepared", index, exc_info=exc)
+        self.bad.count("bad_frame", exc)
 
     def prepare(self, frame: Frame) -> Prepared:
         """Resize/crop on the capture thread, so that it overlaps the model's run on the previous frame.

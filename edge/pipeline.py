@@ -25,11 +25,12 @@ import cv2
 
 from edge import __version__
 from edge.analytics import build_analytics
-from edge.capture.base import EndOfStream, Source, build_source
+from edge.capture.base import EndOfStream, Source, auto_type, build_source
 from edge.config import Config
 from edge.errors import EdgeposeError, FrameError
 from edge.handoff import POLL_S, FrameSlot, InOrder  # noqa: F401  (FrameSlot re-exported)
-from edge.intake import Intake
+from edge.idle import IdleGate, gating_on
+from edge.intake import Intake, Prepared
 from edge.model import Model, load_model  # noqa: F401  (re-exported: callers load models through here)
 from edge.output_health import OutputMonitor
 from edge.outputs.base import Sink, build_sink
@@ -44,6 +45,7 @@ log = logging.getLogger(__name__)
 # When the model returns, its thread must get the GIL back from the capture or post thread; at 5 ms
 # that wait could cost the model more than a whole MoveNet frame (docs/BENCHMARKS.md, issue 2).
 GIL_SWITCH_S = 0.0005
+IDLE_HEARTBEAT_S = 1.0  # while idle, a skipped frame goes to the outputs this often ("idle", the live picture)
 
 
 class _RuntimeTuning:
@@ -148,6 +150,8 @@ class Pipeline:
         self._threads: list[threading.Thread] = []
         self._intake = Intake(self.model.family, self.stats, self.source.continuous)  # a bad frame is counted
         self.health = OutputMonitor(self.stats, self.model.path)  # NaN, constant or noise output: warned, counted
+        kind = cfg.source.type if cfg.source.type != "auto" else auto_type(cfg.source)
+        self.gate = IdleGate(cfg.idle) if gating_on(cfg.idle, kind, self.source.live) else None  # idle: skip frames
         self._opened: list[Sink] = []
         self._tuned = False  # holds a share of the process-wide settings (_TUNING) while running
         self.meta = StreamMeta(
@@ -268,7 +272,7 @@ class Pipeline:
                 self.finished.set()
 
     def _capture_loop(self) -> None:
-        index = 0
+        index, last_heartbeat = 0, 0.0
         wait_for_reader = not getattr(self.source, "live", True)
         while not self.stop_event.is_set():
             if wait_for_reader:  # read only once the slot is free: a frame decoded early would wait (latency)
@@ -291,14 +295,30 @@ class Pipeline:
             image, t_ns = got
             self.stats.captured()
             still = getattr(self.source, "current", None)  # the image file a still came from
-            item = self._intake.admit(image, index, t_ns, time.time(),  # None: a bad frame, counted
-                                      model_image=getattr(self.source, "model_image", None),  # picamera's lores
-                                      t_media_ns=getattr(self.source, "media_time_ns", None),  # a file's own time
-                                      source_file=str(still) if still else None)
+            frame = self._intake.frame(image, index, t_ns, time.time(),  # None: a bad frame, counted
+                                       model_image=getattr(self.source, "model_image", None),  # picamera's lores
+                                       t_media_ns=getattr(self.source, "media_time_ns", None),  # a file's own time
+                                       source_file=str(still) if still else None)
             index += 1
+            if frame is None:
+                continue
+            if self.gate is not None and not self._gate_admits(frame):
+                if time.monotonic() - last_heartbeat >= IDLE_HEARTBEAT_S:  # no model, in order, to the outputs
+                    last_heartbeat = time.monotonic()
+                    self._slot.put(Prepared(frame, None, None, {}), wait_for_reader)
+                continue
+            item = self._intake.prepared(frame)
             if item is not None:
                 self._slot.put(item, wait_for_reader)
         self._slot.close()
+
+    def _gate_admits(self, frame) -> bool:
+        """Idle gating: should the model run on this frame? A skipped one is counted as idle, never as a drop."""
+        admitted = self.gate.admit(frame.image, frame.t_stream_ns)
+        self.stats.activity = self.gate.state
+        if not admitted:
+            self.stats.idle_frame(time.monotonic_ns())
+        return admitted
 
     def _inference_loop(self, backend) -> None:
         try:
@@ -309,9 +329,10 @@ class Pipeline:
                     break
                 if item is None:
                     continue
-                t0 = time.perf_counter_ns()
-                item.outputs = backend.run(item.inputs)
-                item.timings["infer"] = (time.perf_counter_ns() - t0) / 1e6
+                if item.inputs is not None:  # None: a frame skipped while idle, on its way to the outputs
+                    t0 = time.perf_counter_ns()
+                    item.outputs = backend.run(item.inputs)
+                    item.timings["infer"] = (time.perf_counter_ns() - t0) / 1e6
                 self._handoff.put(item.ticket, item)
         finally:
             self._handoff.close()
@@ -328,6 +349,11 @@ class Pipeline:
             if item is None:
                 continue
             frame, timings = item.frame, item.timings
+            if item.inputs is None:  # skipped while idle: the outputs learn it, nothing else does
+                idle = PoseResult(frame, [], {}, time.monotonic_ns(), [], None, idle=True)
+                for w in self._workers:
+                    w.put(idle)
+                continue
             if reset_each_frame:
                 self.post.reset()
                 self.analytics.reset()
@@ -336,6 +362,8 @@ class Pipeline:
             poses = clip_to_frame(family.decode(item.outputs, item.transform), frame.width, frame.height)
             t_post = time.monotonic_ns()
             timings["decode"] = (t_post - t0) / 1e6
+            if self.gate is not None:
+                self.gate.saw(len(poses), frame.t_stream_ns)  # people before tracking: a held track is nobody
             poses = self.post(poses, frame.t_stream_ns)  # a file's filmed time, not how fast we read it
             t_done = time.monotonic_ns()
             timings["post"] = (t_done - t_post) / 1e6

@@ -34,6 +34,10 @@ class Stats:
         self.t_start_ns = time.monotonic_ns()
         self.source_state = "starting"
         self.reconnects = 0  # times a live source lost its stream and got it back (set by the capture thread)
+        # idle gating (edge/idle.py): frames the model skipped because nobody was there, and the gate's state
+        self.idle_frames = 0
+        self.activity = "always"  # always (gating off), active or idle
+        self.last_idle_ns = 0
         # still images: what was found in the first STILLS_LISTED of them, and a tally of all
         self.stills: list[tuple[str, list[float]]] = []
         self.stills_seen = 0
@@ -47,6 +51,12 @@ class Stats:
         """Count a dropped frame or message; ``where`` names the stage (e.g. 'capture', 'sink:mqtt')."""
         with self._lock:
             self.drops[where] += n
+
+    def idle_frame(self, t_ns: int) -> None:
+        """Count a frame the model skipped while idle: not a drop, and proof that the source is alive."""
+        with self._lock:
+            self.idle_frames += 1
+            self.last_idle_ns = t_ns
 
     def model_output(self, kind: str, n: int = 1) -> None:
         """Count ``n`` frames whose raw model output had a problem of ``kind`` (e.g. 'nonfinite')."""
@@ -83,10 +93,11 @@ class Stats:
         return (len(self._t_done) - 1) / span if span > 0 else 0.0
 
     def since_last_frame_s(self, now_ns: int | None = None) -> float:
-        """Seconds since the last processed frame (inf before the first one)."""
-        if not self.last_processed_ns:
+        """Seconds since the last frame handled: processed, or skipped while idle (inf before the first one)."""
+        last = max(self.last_processed_ns, self.last_idle_ns)
+        if not last:
             return float("inf")
-        return ((now_ns or time.monotonic_ns()) - self.last_processed_ns) / 1e9
+        return ((now_ns or time.monotonic_ns()) - last) / 1e9
 
     def snapshot(self) -> dict:
         """A JSON-ready view for status lines, MQTT stats and metrics."""
@@ -108,6 +119,8 @@ class Stats:
                 "uptime_s": round((time.monotonic_ns() - self.t_start_ns) / 1e9, 1),
                 "source_state": self.source_state,
                 "reconnects": self.reconnects,
+                "activity": self.activity,
+                "idle_frames": self.idle_frames,
             }
 
 
@@ -136,6 +149,7 @@ def status_line(snap: dict) -> str:
         f"latency p50 {lat:.1f} ms" if lat is not None else "latency -",
         f"{people_text(snap['people'])} now",
         f"frames {snap['frames_processed']}",
+        *([f"idle: nobody seen, {snap['idle_frames']} frames skipped"] if snap.get("activity") == "idle" else []),
         drops_text(snap),
     ])
 
@@ -151,6 +165,8 @@ def summarize(stats: Stats) -> str:
     if n:
         parts.append(f"up to {people_text(snap['people_max'])} in a frame")
     parts.append(drops_text(snap))
+    if snap.get("idle_frames"):
+        parts.append(f"{snap['idle_frames']} frames skipped while nobody was there (idle)")
     if problems := snap.get("model_output"):
         parts.append("model output: " + ", ".join(f"{v} frame{'' if v == 1 else 's'} {k}"
                                                   for k, v in sorted(problems.items())))

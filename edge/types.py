@@ -175,6 +175,7 @@ class PoseResult:
     t_done_ns: int = 0
     events: list = field(default_factory=list)  # edge.analytics.Event: what the analytics saw in this frame
     analytics: dict | None = None  # the analytics' state after this frame, for drawing; not serialised
+    idle: bool = False  # nobody for a while (edge/idle.py): the model skipped this frame; sent about once a second
 
     @property
     def latency_ms(self) -> float:
@@ -195,6 +196,7 @@ class PoseResult:
             "people": [p.to_dict(f.width, f.height) for p in self.poses],
             "timings_ms": {k: round(v, 3) for k, v in self.timings_ms.items()},
             **({"events": [e.to_dict() for e in self.events]} if self.events else {}),  # only when there are some
+            **({"idle": True} if self.idle else {}),
         }
 
 

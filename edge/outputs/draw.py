@@ -127,7 +127,9 @@ def draw_label(image: np.ndarray, text: str, origin: tuple[int, int], scale: flo
     cv2.putText(image, text, at, FONT, scale, LABEL_FG, weight, cv2.LINE_AA)
 
 
-def badge_text(fps: float | None, latency_ms: float | None, people: int) -> str:
+def badge_text(fps: float | None, latency_ms: float | None, people: int, idle: bool = False) -> str:
+    if idle:
+        return "idle: nobody seen"
     parts = []
     if fps is not None:
         parts.append(f"{fps:.1f} fps")
@@ -204,7 +206,7 @@ def annotate(result: PoseResult, meta: StreamMeta, style: DrawStyle = DrawStyle(
         draw_analytics(out, result.analytics, result.poses, style)
     if style.badge:
         fps = meta.stats.fps() if hasattr(meta.stats, "fps") else None
-        draw_badge(out, badge_text(fps, result.latency_ms, len(result.poses)))
+        draw_badge(out, badge_text(fps, result.latency_ms, len(result.poses), result.idle))
     return out
 
 

@@ -71,7 +71,12 @@ def format_metrics(snap: dict, info: dict, since_last_frame_s: float, clients: d
     w.metric("edgepose_people", "gauge", "People in the last processed frame.", [({}, snap["people"])])
     w.metric("edgepose_people_max", "gauge", "Most people seen in one frame since start.", [({}, snap["people_max"])])
     w.metric("edgepose_uptime_seconds", "gauge", "Seconds since the pipeline started.", [({}, snap["uptime_s"])])
-    w.metric("edgepose_seconds_since_last_frame", "gauge", "Seconds since the last processed frame.",
+    w.metric("edgepose_idle_frames_total", "counter", "Frames the model skipped because nobody was there (not drops).",
+             [({}, snap.get("idle_frames", 0))])
+    w.metric("edgepose_idle", "gauge", "1 while idle gating runs the model only on motion or at idle.fps.",
+             [({}, int(snap.get("activity") == "idle"))])
+    w.metric("edgepose_seconds_since_last_frame", "gauge",
+             "Seconds since the last frame handled (processed, or skipped while idle).",
              [({}, since_last_frame_s)])
     state = snap.get("source_state", "")
     states = SOURCE_STATES if state in SOURCE_STATES else (*SOURCE_STATES, state)

@@ -98,7 +98,7 @@ class MqttSink:
         self._latest_lock = threading.Lock()  # retained last values, re-sent on every connect
         self._latest: dict[str, _Msg] = {}
         self._size, self._t_start_ms = (0, 0), 0
-        self._people_state: int | None = None  # last count on the state topic
+        self._people_state: tuple[int, bool] | None = None  # last (count, idle) on the state topic
         self._people_sent: int | None = None  # last count in a poses message (events mode)
         self._last_poses_ns: int | None = None  # monotonic
         self._last_stats_ns: int | None = None
@@ -147,10 +147,10 @@ class MqttSink:
             self._size = (frame.width, frame.height)
             self._set_latest("meta", _json(self._meta_payload()))
         people = len(result.poses)
-        if people != self._people_state:
-            self._people_state = people
-            self._set_latest("state", _json({"people": people, "present": people > 0, "frame": frame.index,
-                                             "t_wall_ms": int(frame.t_wall * 1000)}))
+        if (people, result.idle) != self._people_state:
+            self._people_state = (people, result.idle)
+            self._set_latest("state", _json({"people": people, "present": people > 0, "idle": result.idle,
+                                             "frame": frame.index, "t_wall_ms": int(frame.t_wall * 1000)}))
         if self._poses_due(people, now):
             self._enqueue(_Msg(self.topics["poses"], _json(poses_payload(result, now))))
         self._publish_events(result)
