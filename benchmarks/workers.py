@@ -15,6 +15,7 @@ Every pipeline run also gives the process's CPU per frame and the FPS bound it s
     python3 benchmarks/workers.py --model ../shared/models/yolo11n-pose_int8.tflite --frames 100 --rounds 3
     python3 benchmarks/workers.py --model ../shared/models/movenet_singlepose_lightning_int8_4.tflite --frames 600
     python3 benchmarks/workers.py --memory --model ../shared/models/yolo11n-pose_int8.tflite
+    python3 benchmarks/workers.py --paced --model ../shared/models/movenet_singlepose_lightning_int8_4.tflite --frames 200
 """
 
 from __future__ import annotations
@@ -35,11 +36,12 @@ from edge.config import SourceConfig  # noqa: E402
 from side_by_side import CLIP, ULTRA_PY, ForeignCpu, run_variant, wait_quiet  # noqa: E402
 
 PIPES = {"pipe_1x1": (1, 1), "pipe_1x2": (1, 2), "pipe_auto": ("auto", 1)}
+PACED = {"paced_1x2": (1, 2), "paced_2x2": (2, 2)}  # --paced: a camera-like 10 fps; does a second copy add latency?
 
 
-def pipeline_run(model: Path, clip: Path, frames: int, warmup: int, workers, threads: int) -> dict:
+def pipeline_run(model: Path, clip: Path, frames: int, warmup: int, workers, threads: int, paced: bool = False) -> dict:
     cfg = case_config(Case(model, "tflite", threads), None, "auto", **{
-        "source.type": "file", "source.path": str(clip), "source.realtime": False, "outputs": [],
+        "source.type": "file", "source.path": str(clip), "source.realtime": paced, "outputs": [],
         "pipeline.max_frames": warmup + frames, "logging.level": "WARNING", "model.workers": workers})
     r = pipeline_bench(cfg, seconds=3600, warmup=warmup, interval_s=1.0)
     return {"fps": r["fps"], "workers": r["workers"], "threads": r["threads"],
@@ -52,6 +54,8 @@ def pipeline_run(model: Path, clip: Path, frames: int, warmup: int, workers, thr
 def one(name: str, model: Path, clip: Path, frames: int, warmup: int, prepared) -> dict:
     if name in PIPES:
         return pipeline_run(model, clip, frames, warmup, *PIPES[name])
+    if name in PACED:
+        return pipeline_run(model, clip, frames, warmup, *PACED[name], paced=True)
     threads = int(name[-1])
     kind = "model_only" if name.startswith("mo") else "ultralytics"
     return run_variant(kind, Case(model, "tflite", threads), clip, frames, warmup, prepared, ULTRA_PY)
@@ -60,6 +64,8 @@ def one(name: str, model: Path, clip: Path, frames: int, warmup: int, prepared) 
 def rounds(args) -> dict:
     yolo = "yolo" in args.model.name.lower()
     names = ["mo1", "mo2", "pipe_1x1", "pipe_1x2", "pipe_auto"] + (["ultra1", "ultra2"] if yolo and ULTRA_PY.exists() else [])
+    if args.paced:
+        names = list(PACED)
     prepared = read_frames(SourceConfig(type="file", path=str(args.clip)), 16)
     runs: dict[str, list[dict]] = {n: [] for n in names}
     for r in range(args.rounds):
@@ -93,10 +99,15 @@ def report(res: dict) -> str:
         bound = [x.get("cpu_bound_fps") for x in v if x.get("cpu_bound_fps")]
         used = [x.get("cpu_cores_used") for x in v if x.get("cpu_cores_used")]
         lat = [x.get("latency_p50_ms") for x in v if x.get("latency_p50_ms")]
-        label = k if k not in PIPES else f"{k} ({d['workers']} x {d['threads']})"
+        label = k if k not in PIPES and k not in PACED else f"{k} ({d['workers']} x {d['threads']})"
         lines.append(f"| {label} | {med[k]:.1f} | {', '.join(format(x['fps'], '.1f') for x in v)} | "
                      + " | ".join(f"{statistics.median(c):.2f}" if c else "" for c in (cpu, bound, used, lat)) + " |")
     ceiling = [k for k in ("mo1", "mo2") if k in runs]
+    if not ceiling:  # --paced
+        lat = {k: statistics.median(x["latency_p50_ms"] for x in v) for k, v in runs.items()}
+        p99 = {k: statistics.median(x["latency_p99_ms"] for x in v) for k, v in runs.items()}
+        return "\n".join(lines + ["", "latency p50 / p99 ms (median of rounds): " + "; ".join(
+            f"{k} {lat[k]:.1f} / {p99[k]:.1f}" for k in runs)]) + "\n"
     lines += ["", f"- pipe_auto / best model-only (paired median, min, max): {paired('pipe_auto', *ceiling)}",
               f"- pipe_1x2 / best model-only: {paired('pipe_1x2', *ceiling)}",
               f"- pipe_auto / best one-interpreter pipeline: {paired('pipe_auto', 'pipe_1x1', 'pipe_1x2')}"]
@@ -137,6 +148,7 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--quiet-wait", type=float, default=10.0, help="wait up to this long for idle CPUs before a run")
     ap.add_argument("--memory", action="store_true", help="peak RSS with 1-4 workers instead of speed")
+    ap.add_argument("--paced", action="store_true", help="the clip at its 10 fps (a camera): latency with 1 and 2 copies")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
     if args.memory:

@@ -42,7 +42,9 @@ class IdleConfig(_Strict):
         "images: a file is a benchmark or a test and must see every frame, a camera watches an empty room most "
         "of the day")
     after_s: float = Field(10.0, gt=0, le=86400, description="seconds without a person before going idle")
-    fps: float = Field(1.0, ge=0, le=60, description="model rate while idle; 0 = only on motion")
+    fps: float = Field(0.5, ge=0, le=60, description="model rate while idle; 0 = only on motion. One look every "
+                       "2 s: the gate only idles after after_s without a person, so the look adds little to that "
+                       "wait, and on a heavy model it is most of the idle CPU (docs/BENCHMARKS.md, Idle gating)")
     motion: bool = Field(True, description="wake on motion (a cheap frame difference on a small grey picture)")
     motion_threshold: int = Field(
         25, ge=1, le=255, description="grey-level difference (after a 5x5 blur of the small picture) above which "

@@ -330,7 +330,7 @@ def test_bad_values_are_rejected(bad):
 def test_defaults_and_documented_fields():
     cfg = IdleConfig()
     assert (cfg.enabled, cfg.after_s, cfg.fps, cfg.motion, cfg.motion_threshold, cfg.motion_min_area,
-            cfg.motion_hold_s, cfg.motion_width) == ("auto", 10.0, 1.0, True, 25, 0.003, 2.0, 64)
+            cfg.motion_hold_s, cfg.motion_width) == ("auto", 10.0, 0.5, True, 25, 0.003, 2.0, 64)
     assert all(f.description for f in IdleConfig.model_fields.values())
     assert IdleConfig(fps=0).fps == 0 and IdleConfig(enabled=True).enabled is True
 
