@@ -58,10 +58,13 @@ class FrameSlot:
             frame, self._frame = self._frame, None
             if frame is None and self._closed:
                 raise EndOfStream("source finished")
-            if frame is not None and hasattr(frame, "ticket"):
-                frame.ticket = self._tickets
-                self._tickets += 1
-            self._cond.notify_all()
+            if frame is not None:
+                if hasattr(frame, "ticket"):
+                    frame.ticket = self._tickets
+                    self._tickets += 1
+                # only when the slot was emptied (a waiting writer may go on): a notify on every empty
+                # poll would wake the other model workers, whose empty polls wake this one, and so on (a spin)
+                self._cond.notify_all()
             return frame
 
 

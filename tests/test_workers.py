@@ -197,3 +197,28 @@ def test_workers_auto_on_a_file_opens_one_copy_per_core(tmp_path, yolo_tflite, w
         assert all(b.threads == 1 for b in pipeline._backends) if hasattr(pipeline._backends[0], "threads") else True
     finally:
         pipeline._close_copies()
+
+
+def test_idle_model_workers_wait_without_waking_each_other():
+    """Two workers polling an empty slot sleep POLL_S between polls; a notify on every empty poll made them
+    wake each other in a loop (a paced camera with 2 workers then cost 3.6x the CPU of one)."""
+    from edge.handoff import POLL_S, FrameSlot
+    from edge.stats import Stats
+
+    stop = threading.Event()
+    slot = FrameSlot(Stats(), stop)
+    polls = [0, 0]
+
+    def worker(i):
+        while not stop.is_set():
+            slot.get()
+            polls[i] += 1
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    time.sleep(0.5)
+    stop.set()
+    for t in threads:
+        t.join(2)
+    assert sum(polls) <= 4 * 0.5 / POLL_S, polls  # about 10 polls each; the spin made tens of thousands
