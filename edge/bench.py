@@ -172,7 +172,8 @@ def pipeline_config(case: Case, source: str | None, opts: BenchOptions) -> Confi
     # print over the progress bar) so that they are timed too.
     outputs = [{"type": "jsonl", "path": p} for p in opts.outputs] or [
         o.model_dump() for o in (base.outputs if opts.config else []) if o.type != "console"]
-    changes: dict = {"source.realtime": opts.realtime, "outputs": outputs}
+    # idle gating off: a bench measures the model on every frame, not how empty the room is
+    changes: dict = {"source.realtime": opts.realtime, "outputs": outputs, "idle.enabled": False}
     if source is not None:
         changes.update({"source.path": source, "source.type": guess_type(source)})
     kind = changes.get("source.type", base.source.type)

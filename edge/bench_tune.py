@@ -57,7 +57,7 @@ def tune(opts: BenchOptions, rounds: int = 2, progress: Progress | None = None, 
     best_fps = max(rows, key=lambda x: x["fps"])
     best_latency = min(rows, key=lambda x: x["frame_ms"])
     live = bool(opts.realtime)
-    auto = placement("auto", 2, live, cores)
+    auto = placement("auto", (opts.threads or [2])[0], live, cores)  # auto keeps --threads for a live source
     auto_row = next((x for x in rows if (x["workers"], x["threads"]) == (auto.workers, auto.threads)), None)
     return {
         "model": case.model.name, "backend": case.backend, "cores": cores, "rounds": rounds,
@@ -99,8 +99,10 @@ def write_placement(path: str | Path, workers: int, threads: int) -> str:
     from edge.config import validate
     from edge import config_yaml
 
-    p = Path(path)
-    text = p.read_text(encoding="utf-8") if p.exists() else ""
+    p = Path(path).resolve()  # a symlinked config is edited where it lives, and stays a symlink
+    raw = p.read_bytes().decode("utf-8") if p.exists() else ""
+    newline = "\r\n" if "\r\n" in raw else "\n"
+    text = raw.replace("\r\n", "\n")
     lines = text.splitlines()
     start = next((i for i, line in enumerate(lines) if _TOP_MODEL.match(line)), None)
     if start is None:
@@ -109,7 +111,7 @@ def write_placement(path: str | Path, workers: int, threads: int) -> str:
                               f"model.threads: {threads} there by hand")
         lines += ([""] if lines and lines[-1].strip() else []) + ["model:", f"  workers: {workers}", f"  threads: {threads}"]
     else:
-        end, indent = len(lines), "  "
+        end, indent = len(lines), None
         for i in range(start + 1, len(lines)):
             line = lines[i]
             if not line.strip() or line.lstrip().startswith("#"):
@@ -117,9 +119,11 @@ def write_placement(path: str | Path, workers: int, threads: int) -> str:
             if not line[0].isspace():
                 end = i
                 break
-            indent = indent if i > start + 1 and indent != "  " else line[: len(line) - len(line.lstrip())]
+            if indent is None:  # the first child's indent: deeper lines belong to nested blocks
+                indent = line[: len(line) - len(line.lstrip())]
+        indent = indent or "  "
         for key, value in (("workers", workers), ("threads", threads)):
-            pattern = re.compile(rf"^(\s+){key}\s*:\s*[^#]*?(\s*#.*)?$")
+            pattern = re.compile(rf"^({re.escape(indent)}){key}\s*:\s*[^#]*?(\s*#.*)?$")
             hit = next((i for i in range(start + 1, end) if pattern.match(lines[i])), None)
             if hit is not None:
                 m = pattern.match(lines[hit])
@@ -131,10 +135,17 @@ def write_placement(path: str | Path, workers: int, threads: int) -> str:
     cfg = validate(config_yaml.parse(new, str(p)), origin=str(p))  # a broken result never replaces the file
     if (cfg.model.workers, cfg.model.threads) != (workers, threads):
         raise ConfigError(f"{p}: could not set model.workers/threads by a text edit; set them by hand")
-    fd, tmp = tempfile.mkstemp(dir=p.parent if str(p.parent) else ".", prefix=f".{p.name}.")
+    fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=f".{p.name}.")
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(new)
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
+            f.write(new.replace("\n", newline))
+        if p.exists():  # the service's user must still read it: keep the file's mode and owner
+            st = p.stat()
+            os.chmod(tmp, st.st_mode & 0o7777)
+            if hasattr(os, "chown") and os.geteuid() == 0:
+                os.chown(tmp, st.st_uid, st.st_gid)
+        else:
+            os.chmod(tmp, 0o644)
         os.replace(tmp, p)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

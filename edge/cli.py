@@ -94,7 +94,7 @@ def _outputs(args: argparse.Namespace, configured: list[Any]) -> list[dict] | No
 
 def _workers(text: str | None):
     """--workers as the config takes it: a number stays a number (so the config's range check names it)."""
-    return int(text) if text is not None and text.strip().isdigit() else text
+    return int(text) if text is not None and text.strip().isascii() and text.strip().isdecimal() else text
 
 
 def resolve_config(args: argparse.Namespace):
@@ -159,7 +159,8 @@ def prepare(cfg, old=None, checking: bool = False):
             out.read_password()  # the value is dropped: only whether it can be read matters here
         if out.tls:
             tls_context(out.tls)
-    same_model = old is not None and cfg.model == old.cfg.model
+    # workers: auto may choose other threads for another kind of source: load it anew then
+    same_model = old is not None and cfg.model == old.cfg.model and cfg.model.workers != "auto"
     pipeline = Pipeline(cfg, model=old.model if same_model else None)
     kind = cfg.source.type if cfg.source.type != "auto" else auto_type(cfg.source)
     if (checking or old is not None) and kind in ("file", "images", "sample"):

@@ -20,7 +20,7 @@ from typing import Literal
 
 import cv2
 import numpy as np
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from edge.configbase import Strict as _Strict
 
@@ -56,6 +56,13 @@ class IdleConfig(_Strict):
         "motion, so that a person walking in is posed on several consecutive frames; then idle again")
     motion_width: int = Field(64, ge=16, le=640, description="width of the small grey picture motion is judged "
                               "on (height keeps the frame's aspect)")
+
+    @model_validator(mode="after")
+    def _can_wake(self) -> "IdleConfig":
+        if self.fps == 0 and not self.motion:
+            raise ValueError("fps: 0 with motion: false would never run the model again once idle; "
+                             "set fps above 0 or motion: true")
+        return self
 
 
 def gating_on(cfg: IdleConfig, source_type: str, live: bool) -> bool:

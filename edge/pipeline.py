@@ -151,7 +151,11 @@ class Pipeline:
         self._intake = Intake(self.model.family, self.stats, self.source.continuous)  # a bad frame is counted
         self.health = OutputMonitor(self.stats, self.model.path)  # NaN, constant or noise output: warned, counted
         kind = cfg.source.type if cfg.source.type != "auto" else auto_type(cfg.source)
-        self.gate = IdleGate(cfg.idle) if gating_on(cfg.idle, kind, self.source.live) else None  # idle: skip frames
+        gated = gating_on(cfg.idle, kind, self.source.live)
+        if gated and not self.source.continuous:
+            log.warning("idle gating is off for unrelated stills (%s): every image is posed", self.source.name)
+            gated = False
+        self.gate = IdleGate(cfg.idle) if gated else None  # idle: skip frames while nobody is there
         self._opened: list[Sink] = []
         self._tuned = False  # holds a share of the process-wide settings (_TUNING) while running
         self.meta = StreamMeta(
@@ -164,6 +168,8 @@ class Pipeline:
                 self._backends.append(self.model.copy_backend())
         except BaseException:
             self._close_copies()
+            if model is None:  # loaded here: nobody else will close it
+                self.model.backend.close()
             raise
         if self.placement.workers > 1:
             log.info("model workers: %s", self.placement)
@@ -181,6 +187,7 @@ class Pipeline:
                 self._opened.append(sink)
         except BaseException:
             self._close_all()
+            self._close_copies()
             raise
         self.stats.source_state = "streaming"
         _TUNING.acquire(self.cfg.pipeline.opencv_threads)
@@ -372,7 +379,8 @@ class Pipeline:
                 events, view = self.analytics(poses, frame), self.analytics.view()
                 t_analytics, t_done = t_done, time.monotonic_ns()
                 timings["analytics"] = (t_done - t_analytics) / 1e6
-            result = PoseResult(frame, poses, timings, t_done, events, view)
+            idle = self.gate is not None and self.gate.state == "idle"  # a look while idle that found nobody
+            result = PoseResult(frame, poses, timings, t_done, events, view, idle=idle)
             stats.processed(timings, result.latency_ms, len(poses), t_done)
             if frame.source_file:
                 stats.still(os.path.basename(frame.source_file), [round(p.score, 2) for p in poses])

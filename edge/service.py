@@ -172,7 +172,7 @@ class Supervisor:
                 if ready and now - last_status >= self.STATUS_EVERY_S * 1e9:
                     n.status(self._status(stats))
                     last_status = now
-                if watchdog_ping_due(now, stats.last_processed_ns or None, last_ping, n.watchdog_usec):
+                if watchdog_ping_due(now, max(stats.last_processed_ns, stats.last_idle_ns) or None, last_ping, n.watchdog_usec):
                     n.watchdog()
                     last_ping = now
                 if self._reload.is_set():

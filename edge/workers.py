@@ -21,6 +21,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
+MAX_WORKERS = 16  # model.workers' upper bound (edge/config.py)
 MAX_AUTO_WORKERS = 4  # each copy holds its own tensors (docs/BENCHMARKS.md: memory per worker)
 
 
@@ -59,4 +60,4 @@ def placement(workers: int | str, threads: int, live: bool, cores: int | None = 
 def combinations(cores: int | None = None) -> list[Placement]:
     """Every workers x threads that fits the cores (workers x threads <= cores): what ``bench --tune`` measures."""
     cores = cores or usable_cores()
-    return [Placement(w, t) for w in range(1, cores + 1) for t in range(1, cores + 1) if w * t <= cores]
+    return [Placement(w, t) for w in range(1, min(cores, MAX_WORKERS) + 1) for t in range(1, cores + 1) if w * t <= cores]

@@ -42,6 +42,25 @@ def test_write_keeps_comments_and_order_and_replaces_existing_values(tmp_path: P
     assert cfg.read_text() == "model:\n    path: default\n    workers: 2   # was three\n    threads: 1\nsource:\n  type: sample\n"
 
 
+def test_write_under_a_model_block_that_ends_in_a_nested_list(tmp_path: Path):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("model:\n  path: default\n  providers:\n    - CPUExecutionProvider\nlogging:\n  level: INFO\n")
+    write_placement(cfg, 2, 1)
+    loaded = load_config(cfg)
+    assert (loaded.model.workers, loaded.model.threads, loaded.model.providers) == (2, 1, ["CPUExecutionProvider"])
+
+
+def test_write_keeps_the_mode_the_line_ends_and_a_symlink(tmp_path: Path):
+    real = tmp_path / "real.yaml"
+    real.write_bytes(b"model:\r\n  path: default\r\n")
+    real.chmod(0o640)
+    link = tmp_path / "config.yaml"
+    link.symlink_to(real)
+    write_placement(link, 2, 1)
+    assert link.is_symlink() and (real.stat().st_mode & 0o777) == 0o640
+    assert real.read_bytes().count(b"\r\n") == 4 and b"\n" not in real.read_bytes().replace(b"\r\n", b"")
+
+
 def test_write_adds_a_model_section_or_creates_the_file(tmp_path: Path):
     cfg = tmp_path / "c.yaml"
     cfg.write_text("source:\n  type: sample\n")

@@ -72,10 +72,11 @@ def test_a_quiet_room_is_skipped_as_idle_and_a_person_entering_is_posed_at_once(
     # every frame at the outputs is in order; skipped frames reach them only as "idle" (no people, no model)
     indices = [x["frame"] for x in lines]
     assert all(b > a for a, b in zip(indices, indices[1:]))
-    idle = [x for x in lines if x.get("idle")]
-    assert all(not x["people"] and "infer" not in x["timings_ms"] for x in idle)
+    idle = [x for x in lines if x.get("idle")]  # skipped frames once a second, and the looks that found nobody
+    assert idle and all(not x["people"] for x in idle)
     assert all(x["frame"] < n_empty + ENTER for x in idle)
-    assert sum(1 for x in lines if not x.get("idle")) == snap["frames_processed"]
+    skipped = [x for x in idle if "infer" not in x["timings_ms"]]
+    assert skipped and sum(1 for x in lines if "infer" in x["timings_ms"]) == snap["frames_processed"]
     metrics = format_metrics(snap, pipeline.meta.to_dict(), 0.0, {}, {})
     assert f"edgepose_idle_frames_total {snap['idle_frames']}" in metrics
 
@@ -86,6 +87,18 @@ def test_gating_is_off_for_a_file_by_default_and_on_when_asked(tmp_path, busy_cl
     assert Pipeline(validate(base), sinks=[]).gate is None  # a file is a test or a benchmark: every frame is posed
     on = Pipeline(validate({**base, "idle": {"enabled": True}}), sinks=[])
     assert on.gate is not None and on.gate.state == "active"
+
+
+def test_stills_are_never_gated(tmp_path, data_dir, movenet_tflite):
+    cfg = validate({"source": {"type": "images", "path": str(data_dir / "images")}, "model": {"path": str(movenet_tflite)},
+                    "idle": {"enabled": True}, "outputs": []})
+    assert Pipeline(cfg, sinks=[]).gate is None  # unrelated pictures: no "nobody for 10 s", every image is posed
+
+
+def test_a_gate_that_could_never_wake_is_a_config_error():
+    from edge.config import ConfigError
+    with pytest.raises(ConfigError, match="never run the model again"):
+        validate({"idle": {"fps": 0, "motion": False}})
 
 
 def test_idle_says_so_on_the_console_badge_and_keeps_the_watchdog_fed():

@@ -138,10 +138,11 @@ def test_tune_measures_every_combination_that_fits_the_cores():
     assert combinations(2) == [Placement(1, 1), Placement(1, 2), Placement(2, 1)]
     four = combinations(4)
     assert all(p.workers * p.threads <= 4 for p in four) and len(four) == 8
+    assert max(p.workers for p in combinations(24)) == 16  # model.workers' bound: --tune never tries 17
 
 
 def test_a_bad_workers_value_is_a_config_error_that_says_what_is_allowed():
-    for bad in (0, 17, "many", -1):
+    for bad in (0, 17, "many", -1, "²"):
         with pytest.raises(ConfigError) as e:
             validate({"model": {"workers": bad}})
         assert "model.workers" in str(e.value)
