@@ -33,6 +33,10 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
                         "mqtt://[user@]host[:port][/prefix]; repeatable; replaces the config's outputs")
     p.add_argument("--no-realtime", action="store_true", help="play files as fast as possible instead of at their fps")
     p.add_argument("--loop", action="store_true", help="loop files and images")
+    p.add_argument("--rotate", type=int, metavar="DEG", help="turn every frame 0, 90, 180 or 270 degrees clockwise "
+                   "(a camera mounted sideways or upside down; source.rotate)")
+    p.add_argument("--hflip", action="store_true", help="mirror every frame left-right, after --rotate")
+    p.add_argument("--vflip", action="store_true", help="mirror every frame top-bottom, after --rotate")
     p.add_argument("--max-frames", type=int, help="stop after this many processed frames")
     p.add_argument("-q", "--quiet", action="store_true", help="no console status line")
     p.add_argument("--log-level", type=str.upper, choices=["DEBUG", "INFO", "WARNING", "ERROR"],
@@ -107,7 +111,8 @@ def resolve_config(args: argparse.Namespace):
         "source.path": None if args.source in (None, "auto", "sample") else args.source,
         "model.path": args.model, "model.backend": args.backend, "model.family": args.family,
         "model.threads": args.threads, "model.workers": _workers(args.workers), "pipeline.max_frames": args.max_frames,
-        "logging.level": args.log_level,
+        "logging.level": args.log_level, "source.rotate": args.rotate,
+        "source.hflip": args.hflip or None, "source.vflip": args.vflip or None,
     }
     if args.source is not None:
         from edge.capture.base import guess_type

@@ -53,6 +53,13 @@ class SourceConfig(_Strict):
     decode_threads: int | None = Field(None, ge=0, le=64, description="files and network streams: FFmpeg decoder "
                                        "threads; default 1 for a file with realtime: false (the model keeps the other "
                                        "cores), FFmpeg's own choice otherwise (a live stream must keep up); 0 = FFmpeg's")
+    rotate: Literal[0, 90, 180, 270] = Field(0, description="every source: turn each frame this many degrees "
+                                             "clockwise as it is read, before the flips (a camera mounted sideways "
+                                             "or upside down); the model, keypoints and outputs see the turned "
+                                             "picture. width/height stay the camera's own")
+    hflip: bool = Field(False, description="every source: mirror each frame left-right, after the rotation")
+    vflip: bool = Field(False, description="every source: mirror each frame top-bottom, after the rotation "
+                        "(picamera: flips and rotate 180 are done by the ISP, free)")
 
     # Field validators, not a model validator: an error then echoes one value, never the whole section
     # (whose path may hold a camera password).
@@ -91,6 +98,7 @@ class ModelConfig(_Strict):
         None, description="BlazePose: the person detector file; null = pose_detection.tflite beside the model "
         "or in the model folders (scripts/fetch_blazepose.py)")
     coco17_view: bool = Field(False, description="BlazePose: emit the 17 COCO keypoints instead of all 33 landmarks")
+
 
 
 class JsonlOutput(_Strict):

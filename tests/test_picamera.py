@@ -61,14 +61,19 @@ DOCUMENTED = {
 def fake(monkeypatch, walk_clip):
     """The fake picamera2, importable for this test only, serving the walking clip."""
     monkeypatch.syspath_prepend(str(FAKES))
-    for name in [m for m in sys.modules if m == "picamera2" or m.startswith("picamera2.")]:
+    for name in _fake_modules():
         monkeypatch.delitem(sys.modules, name)
     import picamera2
 
     picamera2.FAKE.reset(clip=str(walk_clip))
     yield picamera2
-    for name in [m for m in sys.modules if m == "picamera2" or m.startswith("picamera2.")]:
+    for name in _fake_modules():
         del sys.modules[name]
+
+
+def _fake_modules() -> list[str]:
+    """picamera2 and the libcamera it imports (tests/fakes): loaded for one test only."""
+    return [m for m in sys.modules if m.split(".")[0] in ("picamera2", "libcamera")]
 
 
 @pytest.fixture(scope="module")

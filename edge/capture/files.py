@@ -13,7 +13,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from edge.capture.base import SAMPLE_DIR, EndOfStream, expand_images, register, to_rgb8
+from edge.capture.base import SAMPLE_DIR, EndOfStream, Turn, expand_images, register, to_rgb8
 from edge.config import SourceConfig
 from edge.errors import FrameError, SourceError, SourceNotFoundError
 
@@ -55,6 +55,7 @@ class VideoFileSource:
         self._pacer = _Pacer(None)
         self.media_time_ns: int | None = None  # the last frame's time in the recording, across loops
         self._loop_offset_ns = 0
+        self.turn = Turn.of(cfg)  # as the camera was mounted (source.rotate/hflip/vflip)
 
     def open(self) -> None:
         if not self.path.is_file():
@@ -93,7 +94,7 @@ class VideoFileSource:
             self._loop_offset_ns = (self.media_time_ns or 0) + self._frame_ns()  # the timeline runs on
         self.media_time_ns = self._media_time(self._cap.get(cv2.CAP_PROP_POS_MSEC))
         self._pacer.wait()
-        return to_rgb8(image, bgr=True, what=f"{self.path}"), time.monotonic_ns()
+        return self.turn.apply(to_rgb8(image, bgr=True, what=f"{self.path}")), time.monotonic_ns()
 
     def _frame_ns(self) -> int:
         return int(1e9 / (self.fps or 30.0))
@@ -132,6 +133,7 @@ class ImageSource:
         self._i = 0
         self._read_in_pass = 0  # images decoded since the pass through the files began
         self.current: Path | None = None
+        self.turn = Turn.of(cfg)
 
     def open(self) -> None:
         if not self.files:
@@ -155,7 +157,7 @@ class ImageSource:
         image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
         if image is None:
             raise FrameError(f"image {path} cannot be decoded; it is corrupt or not an image file")
-        rgb = to_rgb8(image, bgr=True, what=str(path))
+        rgb = self.turn.apply(to_rgb8(image, bgr=True, what=str(path)))
         self._read_in_pass += 1
         self.current = path
         self._pacer.wait()

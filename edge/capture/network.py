@@ -20,7 +20,7 @@ from typing import Iterator
 import cv2
 import numpy as np
 
-from edge.capture.base import register, to_rgb8
+from edge.capture.base import Turn, register, to_rgb8
 from edge.capture.opencv import Capture, reconnecting
 from edge.capture.reconnect import Reconnecting, StreamLost
 from edge.config import SourceConfig
@@ -100,6 +100,7 @@ class NetworkSource:
         self.name = f"network:{self.display}"
         self.cfg = cfg
         self.fps: float | None = cfg.fps
+        self.turn = Turn.of(cfg)
         self._cap: Capture | None = None
 
     def _check_backend(self) -> None:
@@ -157,7 +158,7 @@ class NetworkSource:
                 f"no frame from {self.display} for {time.monotonic() - t0:.1f} s (read timeout "
                 f"{self.cfg.read_timeout_s:g} s) or the stream ended"
             )
-        return to_rgb8(image, bgr=True, what=self.name), time.monotonic_ns()
+        return self.turn.apply(to_rgb8(image, bgr=True, what=self.name)), time.monotonic_ns()
 
     def close(self) -> None:
         cap, self._cap = self._cap, None

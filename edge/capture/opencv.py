@@ -22,7 +22,7 @@ import time
 import cv2
 import numpy as np
 
-from edge.capture.base import register, to_rgb8
+from edge.capture.base import Turn, register, to_rgb8
 from edge.capture.reconnect import Backoff, Reconnecting, StreamLost
 from edge.config import SourceConfig
 from edge.errors import SourceError
@@ -92,6 +92,7 @@ class DeviceSource:
         self.name = f"device:{self.spec}"
         self.cfg = cfg
         self.fps: float | None = cfg.fps
+        self.turn = Turn.of(cfg)
         self._cap: Capture | None = None
 
     def _hint(self) -> str:
@@ -147,7 +148,7 @@ class DeviceSource:
         ok, image = self._cap.read()
         if not ok or image is None:
             raise StreamLost(f"camera {self.path} delivered no frame (read failed after {time.monotonic() - t0:.1f} s)")
-        return to_rgb8(image, bgr=True, what=self.name), time.monotonic_ns()
+        return self.turn.apply(to_rgb8(image, bgr=True, what=self.name)), time.monotonic_ns()
 
     def close(self) -> None:
         cap, self._cap = self._cap, None

@@ -5,6 +5,10 @@ live view; ``lores`` (the model's input size, resized by the ISP for free) is ke
 ``model_image``, which the pipeline puts in the Frame for the model (edge.poses.base.model_view). A Pi 4 or older can only give a YUV420 lores stream, so it is converted to
 RGB here and the cost is measured and logged; a Pi 5 gives RGB directly.
 
+source.rotate/hflip/vflip: the mirrors and a half turn are a libcamera Transform, done by the
+sensor and ISP for free and to both streams; a quarter turn (90, 270), which the ISP cannot do,
+is done here in software after it, to main and lores alike, so lores keeps main's aspect ratio.
+
 picamera2 comes from apt (python3-picamera2), so it is imported lazily and the venv must be
 made with --system-site-packages. Every capture waits with a timeout, so a loose ribbon cable
 raises SourceError instead of hanging, and every request is released at once (a held request
@@ -23,7 +27,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from edge.capture.base import register
+from edge.capture.base import Turn, register
 from edge.config import SourceConfig
 from edge.errors import SourceError
 
@@ -108,6 +112,8 @@ class PiCameraSource:
         self._lores_yuv = False
         self._platform = "VC4"  # picamera2's Platform name: VC4 (Pi 4 and older) or PISP (Pi 5)
         self._convert_ns: list[int] = []
+        self.turn = Turn.of(cfg)
+        self.isp_turn, self.software_turn = self.turn.flips_then_rotation()  # the ISP's part first, then ours
 
     # -- open: find and acquire the camera; configure and start at the first read ------------
     def open(self) -> None:
@@ -161,8 +167,11 @@ class PiCameraSource:
         if unknown:
             raise SourceError(f"source.controls: this camera has no control {', '.join(unknown)}; "
                               f"it offers {', '.join(sorted(offered))}")
+        # no transform: picamera2's own identity Transform (it does not accept None)
+        flips = {"transform": self._transform()} if self.isp_turn else {}
         try:
-            config = cam.create_video_configuration(controls=controls, buffer_count=cfg.buffer_count, **streams)
+            config = cam.create_video_configuration(controls=controls, buffer_count=cfg.buffer_count, **streams,
+                                                    **flips)
             cam.configure(config)
             cam.start()
         except (RuntimeError, ValueError) as exc:
@@ -173,6 +182,15 @@ class PiCameraSource:
         desc = ", ".join(f"{n} {granted[n]['size'][0]}x{granted[n]['size'][1]} {granted[n]['format']}"
                          for n in ("main", "lores") if granted.get(n))
         log.info("%s started: %s, %d buffers, controls %s", self.name, desc, cfg.buffer_count, controls)
+        if self.turn:
+            log.info("%s: %s by the ISP, %s in software", self.name, self.isp_turn, self.software_turn)
+
+    def _transform(self) -> Any:
+        try:
+            from libcamera import Transform
+        except ImportError as exc:
+            raise SourceError(f"source.hflip/vflip/rotate need libcamera's Python module; {INSTALL_HINT}") from exc
+        return Transform(hflip=int(self.isp_turn.hflip), vflip=int(self.isp_turn.vflip))
 
     def _lores_wanted(self, main: tuple[int, int]) -> tuple[int, int] | None:
         lores = self.cfg.lores
@@ -184,7 +202,8 @@ class PiCameraSource:
             if lores is True:
                 log.warning("%s: source.lores is true but the model's input size is unknown; no lores stream", self.name)
             return None
-        return lores_size(main, self.model_input_size)
+        w, h = self.model_input_size  # the model sees the lores after the software turn: fit it turned
+        return lores_size(main, (h, w) if self.software_turn.swaps else (w, h))
 
     # -- frames ------------------------------------------------------------------------------
     def read(self) -> tuple[np.ndarray, int] | None:
@@ -210,8 +229,9 @@ class PiCameraSource:
             lores = request.make_array("lores") if self._lores else None
         finally:
             request.release()  # make_array copied the pixels: give the buffer back to the camera now
-        self.model_image = self._lores_rgb(lores) if lores is not None else None
-        return main, t_ns
+        turn = self.software_turn
+        self.model_image = turn.apply(self._lores_rgb(lores)) if lores is not None else None
+        return turn.apply(main), t_ns
 
     def _lores_rgb(self, lores: np.ndarray) -> np.ndarray:
         if not self._lores_yuv:

@@ -8,7 +8,12 @@ compares these signatures with the documented ones):
 - frames arrive at the configured frame rate, from a real clip; ``capture_request(wait=seconds)``
   raises TimeoutError (as the real ``Job.get_result`` does) when none came in time;
 - a request holds one of ``buffer_count`` buffers until ``release()``: a caller that leaks
-  requests starves the camera and gets timeouts, as on a Pi.
+  requests starves the camera and gets timeouts, as on a Pi;
+- ``transform`` is a libcamera Transform (the fake libcamera beside this package), default the identity;
+  anything else is refused as picamera2's transform_to_orientation refuses it. A transpose is refused too,
+  stricter than a Pi: its ISP cannot do one, and libcamera would quietly adjust it away (validate() returns
+  Adjusted), so a 90 or 270 degree turn is the caller's job and a test must see a request for one. The
+  flips are applied to the sensor image, so both streams come out mirrored, as from the real sensor.
 
 Test knobs live on ``FAKE`` (not part of picamera2): the clip (or still ``images``, served in turn),
 the cameras, ``hang``, counters. The sensor image is scaled to main's size; lores is made from it
@@ -22,6 +27,7 @@ import time
 
 import cv2
 import numpy as np
+from libcamera import Transform
 
 from .platform import Platform
 
@@ -146,7 +152,7 @@ class Picamera2:
     def camera_controls(self):
         return dict(CONTROLS)
 
-    def create_video_configuration(self, main={}, lores=None, raw={}, transform=None, colour_space=None,
+    def create_video_configuration(self, main={}, lores=None, raw={}, transform=Transform(), colour_space=None,
                                    buffer_count=6, controls={}, display="main", encode="main", queue=True,
                                    sensor={}, use_case="video"):
         def stream(defaults, updates):
@@ -185,6 +191,11 @@ class Picamera2:
                 raise RuntimeError("lores stream dimensions may not exceed main stream")
             if self.platform == Platform.VC4 and lores["format"] not in _YUV:
                 raise RuntimeError("lores stream must be YUV")
+        transform = config.get("transform")
+        if not isinstance(transform, Transform):
+            raise RuntimeError(f"Unknown transform {transform}")
+        if transform.transpose:
+            raise RuntimeError(f"transform {transform}: the Raspberry Pi ISP cannot transpose (rotate 90/270)")
         for key in config.get("controls", {}):
             if key != "FrameRate" and key not in CONTROLS:
                 raise RuntimeError(f"Control {key} is not advertised by libcamera")
@@ -229,9 +240,13 @@ class Picamera2:
             rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
         w, h = self.camera_config["main"]["size"]
         if (w, h) == rgb.shape[1::-1]:
-            return rgb.copy()
-        smaller = w < rgb.shape[1]
-        return cv2.resize(rgb, (w, h), interpolation=cv2.INTER_AREA if smaller else cv2.INTER_LINEAR)
+            rgb = rgb.copy()
+        else:
+            smaller = w < rgb.shape[1]
+            rgb = cv2.resize(rgb, (w, h), interpolation=cv2.INTER_AREA if smaller else cv2.INTER_LINEAR)
+        t = self.camera_config["transform"]  # the sensor reads out mirrored: both streams are
+        code = {(True, False): 1, (False, True): 0, (True, True): -1}.get((t.hflip, t.vflip))
+        return rgb if code is None else cv2.flip(rgb, code)
 
     def capture_request(self, wait=None, signal_function=None, flush=None):
         FAKE.waits.append(wait)
