@@ -133,7 +133,7 @@ def model_only(case: Case, frames: Sequence[Frame], iterations: int, warmup: int
     """The ceiling: ``backend.run`` alone on prepared frames, after ``warmup`` untimed runs."""
     from edge.model import load_model
 
-    model = load_model(case_config(case, base, family))
+    model = load_model(case_config(case, base, family), topdown=False)  # the model itself, one input a frame
     try:
         inputs = []
         for f in frames:
@@ -151,7 +151,7 @@ def model_only(case: Case, frames: Sequence[Frame], iterations: int, warmup: int
             if progress and (i % step == 0 or i == iterations - 1):
                 progress(i + 1, iterations, f"model-only {case.label}")
     finally:
-        model.backend.close()
+        model.close()
     ms = summarize_ms(times)
     return {
         "model": case.model.name, "path": str(case.model), "family": model.family.name,

@@ -188,7 +188,7 @@ def pipeline_bench(cfg: Config, seconds: float, warmup: int = 10, interval_s: fl
         cpu_s, wall_s = _cpu_s() - cpu_start, (time.monotonic_ns() - t_start) / 1e9
         pipe.stop()
         sampler.close()
-        pipe.model.backend.close()
+        pipe.model.close()
     if pipe.error is not None:
         raise pipe.error
     report = _pipeline_report(cfg, pipe, rec, samples, sampler.unavailable, warmup, ended_by)

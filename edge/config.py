@@ -98,7 +98,16 @@ class ModelConfig(_Strict):
         None, description="BlazePose: the person detector file; null = pose_detection.tflite beside the model "
         "or in the model folders (scripts/fetch_blazepose.py)")
     coco17_view: bool = Field(False, description="BlazePose: emit the 17 COCO keypoints instead of all 33 landmarks")
-
+    person_detector: str = Field(
+        "auto", description="top-down multi-person for single-person MoveNet models (edge/poses/topdown.py): a person "
+        "detector finds each person and the model poses each crop. auto = the shipped MoveNet MultiPose INT8 boxes; "
+        "a file or zoo id of a MoveNet MultiPose model; none = pose the whole frame as one person")
+    detector_score: float = Field(
+        0.03, ge=0, le=1, description="top-down: a detector box this sure is posed; the pose model's own score "
+        "(score_threshold) then decides, so a low value finds small and half-hidden people")
+    redetect_s: float = Field(
+        1.0, ge=0, description="top-down: while people are tracked, look for newcomers this often (stream seconds); "
+        "0 = every frame. The detector also runs whenever nobody is tracked or someone was lost")
 
 
 class JsonlOutput(_Strict):

@@ -2,8 +2,9 @@
 
 PCK@a: a visible ground-truth keypoint counts as found when the prediction lies within
 a x (ground-truth box diagonal). A ground-truth person no prediction matches counts all its
-visible keypoints as misses. Single-person models are evaluated on ground-truth person
-crops (side 1.25 x max(w, h), centred on the box); multi-person models on whole images.
+visible keypoints as misses. Every model is judged on whole images, the way the pipeline runs
+it (a single-person MoveNet through its top-down person detector); ``crops`` judges a
+single-person model alone on ground-truth person crops (side 1.25 x max(w, h), centred on the box).
 """
 
 from __future__ import annotations
@@ -246,8 +247,9 @@ def evaluate(model, samples: list[Sample], crops: bool, names: tuple[str, ...], 
     pairs = pair_up([([p for p in poses if p.score >= pck_min_score], people) for poses, people in units])
     per_kp = per_keypoint_pck(pairs, 0.1)
     return {
-        "protocol": ("single-person model: evaluated on ground-truth person crops (side 1.25 x max(w, h), centred "
-                     "on each labelled box)") if crops else "multi-person model: evaluated on whole images",
+        "protocol": ("ground-truth person crops (side 1.25 x max(w, h), centred on each labelled box): the model "
+                     "alone, a path the pipeline never takes") if crops else
+                    "whole images, as `edgepose run` poses them; predictions matched to the labelled people",
         "images": len(samples),
         "people": sum(len(s.people) for s in samples),
         **{k: round(v, 4) for k, v in oks_ap(units).items()},

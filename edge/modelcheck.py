@@ -27,10 +27,11 @@ import numpy as np
 from edge.capture.base import SAMPLE_DIR, to_rgb8
 from edge.config import Config, override
 from edge.errors import ModelError
-from edge.model import Model, load_model
+from edge.model import Model, load_model, run_prepared
 from edge.output_health import MIN_SCORE, flatten, judge
-from edge.poses.base import FamilyOptions, ModelSignature, PoseFamily
+from edge.poses.base import CropBatch, FamilyOptions, ModelSignature, PoseFamily
 from edge.poses.detect import make_family
+from edge.poses.topdown import TopDown
 from edge.post.tracking import build_post
 from edge.runtime.base import Backend, BackendOptions
 from edge.types import Frame
@@ -166,7 +167,23 @@ class _Probe:
                                        self.model.family.name, model_name=str(self.model.path))
         return self._family
 
+    def alone(self, frame: Frame) -> tuple[list, list]:
+        """The model alone on the whole frame (no person detector): inputs and raw outputs to judge."""
+        fam = self.family()
+        fam.reset()
+        inputs, _ = fam.prepare(frame)
+        return inputs, self.model.backend.run(inputs)
+
     def best_score(self, frame: Frame) -> float:
+        if isinstance(self.model.family, TopDown):  # the run's own path, at the probe's threshold
+            fam, keep = self.model.family, self.model.family.score_threshold
+            fam.score_threshold = PROBE_SCORE
+            try:
+                fam.reset()
+                inputs, t = fam.prepare(frame)
+                return max((p.score for p in fam.decode(run_prepared(self.model.backend, inputs), t)), default=0.0)
+            finally:
+                fam.score_threshold = keep
         fam = self.family()
         fam.reset()
         inputs, t = fam.prepare(frame)
@@ -186,7 +203,7 @@ def check_model(path: str | Path | None = None, backend: str | None = "auto", fa
     try:
         return _exercise(model, cfg)
     finally:
-        model.backend.close()
+        model.close()
 
 
 def _exercise(model: Model, cfg: Config) -> CheckReport:
@@ -204,11 +221,13 @@ def _exercise(model: Model, cfg: Config) -> CheckReport:
         fam.reset()  # unrelated stills: the pipeline resets the family and the post chain for each
         post.reset()
         inputs, t = fam.prepare(frame)
-        outs = b.run(inputs)
-        raw_outputs.append(outs)
+        outs = run_prepared(b, inputs)
+        # the outputs judged: the model's own (top-down: the model alone on the whole frame, not its crops)
+        judged_inputs, judged = probe.alone(frame) if isinstance(inputs, CropBatch) else (inputs, outs)
+        raw_outputs.append(judged)
         if i == 0:  # the same input again: a deterministic model gives the same output, noise does not
-            repeats.append((flatten(outs), flatten(b.run(inputs))))
-        finite = all(np.isfinite(o).all() for o in outs)
+            repeats.append((flatten(judged), flatten(b.run(judged_inputs))))
+        finite = all(np.isfinite(o).all() for o in (sum(outs, []) if isinstance(inputs, CropBatch) else outs))
         poses = post(fam.decode(outs, t), frame.t_stream_ns) if finite else []
         best = max((p.score for p in poses), default=0.0)
         if finite and not poses:

@@ -12,6 +12,7 @@ import logging
 
 import numpy as np
 
+from edge.poses.base import CropBatch
 from edge.stats import Stats
 
 log = logging.getLogger("edge.pipeline")  # the name users already filter on
@@ -108,6 +109,19 @@ class OutputMonitor:
         self._last: tuple[list[np.ndarray], np.ndarray] | None = None  # the previous frame's inputs and outputs
         self._warned: set[str] = set()
         self._first_frames_checked, self._best_early_score = False, 0.0
+
+    def observe_prepared(self, inputs: list, outputs: list, index: int) -> None:
+        """``observe`` for what the pipeline ran: one run, or each crop of a top-down CropBatch
+        (whose first crop stands for the frame in the constant / noise windows)."""
+        if not isinstance(inputs, CropBatch):
+            self.observe(inputs, outputs, index)
+            return
+        if not inputs:  # nobody proposed: nothing ran
+            return
+        self.observe(inputs[0], outputs[0], index)  # counts a non-finite first crop
+        if finite(outputs[0]) and not all(finite(outs) for outs in outputs[1:]):  # one count a frame
+            self.stats.model_output("nonfinite")
+            self._warn(NONFINITE, f"frame {index}; NaN and Inf values are dropped, never reported as people")
 
     def observe(self, inputs: list[np.ndarray], outputs: list[np.ndarray], index: int) -> None:
         """One frame's model inputs and raw outputs, before decoding."""

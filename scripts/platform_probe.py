@@ -45,7 +45,7 @@ def main() -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     images = sorted(p for p in args.images.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
     for spec in args.models:
-        model = load_model(override(Config(), **{"model.path": spec, "model.threads": 1}))
+        model = load_model(override(Config(), **{"model.path": spec, "model.threads": 1}), topdown=False)  # the model itself
         for image in images:
             stem = f"{image.name}--{model_tag(spec)}"
             rgb = to_rgb8(cv2.imread(str(image), cv2.IMREAD_UNCHANGED), bgr=True, what=str(image))  # as ImageSource reads

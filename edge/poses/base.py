@@ -36,6 +36,14 @@ class FamilyOptions:
     coco17_view: bool = False  # 33-point families emit the COCO-17 subset instead
 
 
+class CropBatch(list):
+    """Several model inputs for one frame (top-down: one input list per person crop).
+
+    The runner runs the model once per entry and hands decode the list of their outputs; an
+    empty batch (nobody found) runs nothing.
+    """
+
+
 class PoseFamily(Protocol):
     name: str
     keypoint_names: tuple[str, ...]
