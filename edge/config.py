@@ -101,7 +101,8 @@ class ModelConfig(_Strict):
     person_detector: str = Field(
         "auto", description="top-down multi-person for single-person MoveNet models (edge/poses/topdown.py): a person "
         "detector finds each person and the model poses each crop. auto = the shipped MoveNet MultiPose INT8 boxes; "
-        "a file or zoo id of a MoveNet MultiPose model; none = pose the whole frame as one person")
+        "a file or zoo id of a MoveNet MultiPose model (which also puts BlazePose's landmark model top-down; with auto "
+        "BlazePose keeps its own one-person detector); none = pose the whole frame as one person")
     detector_score: float = Field(
         0.03, ge=0, le=1, description="top-down: a detector box this sure is posed; the pose model's own score "
         "(score_threshold) then decides, so a low value finds small and half-hidden people")

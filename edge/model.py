@@ -18,7 +18,7 @@ from edge.zoo import resolve_model
 
 log = logging.getLogger("edge.pipeline")  # the name users already filter on
 DEFAULT_PERSON_DETECTOR = "movenet-multipose-int8"  # shipped in models/ (scripts/build_models.py)
-TOPDOWN_FAMILIES = ("movenet",)  # single-person families that take a person detector in front
+TOPDOWN_FAMILIES = ("movenet", "blazepose")  # single-person families that take a person detector (edge/poses/crops.py)
 
 
 def run_prepared(backend: Backend, inputs: list) -> list:
@@ -85,7 +85,9 @@ def load_model(cfg: Config, threads: int | None = None, topdown: bool = True) ->
     family = make_family(sig, options, m.family, model_name=str(path))
     log.info("model %s: %s family on %s, %d thread(s)", path.name, family.name, backend.runtime, threads)
     extra: tuple = ()
-    if topdown and family.name in TOPDOWN_FAMILIES and m.person_detector != "none":
+    # auto: MoveNet goes top-down; BlazePose keeps its own one-person detector unless a MultiPose is named
+    wanted = m.person_detector != "none" and (family.name == "movenet" or m.person_detector != "auto")
+    if topdown and family.name in TOPDOWN_FAMILIES and wanted:
         try:
             family, detector_backend = with_person_detector(family, cfg, backend_options)
         except BaseException:
@@ -97,6 +99,7 @@ def load_model(cfg: Config, threads: int | None = None, topdown: bool = True) ->
 
 def with_person_detector(inner: PoseFamily, cfg: Config, backend_options: BackendOptions) -> tuple[PoseFamily, Backend]:
     """``inner`` top-down behind the configured person detector (edge/poses/topdown.py), and its backend."""
+    from edge.poses.crops import crop_model
     from edge.poses.multipose import MoveNetMultiPose
     from edge.poses.topdown import MultiPoseDetector, TopDown
 
@@ -117,5 +120,6 @@ def with_person_detector(inner: PoseFamily, cfg: Config, backend_options: Backen
     detector = MultiPoseDetector(det_family, det_backend, m.detector_score)
     log.info("top-down: person detector %s (%s) in front of the %s model; looks for newcomers every %.1f s",
              path.name, det_family.name, inner.name, m.redetect_s)
-    family = TopDown(inner, detector, redetect_s=m.redetect_s, max_people=m.max_people, tracking=m.movenet_tracking)
+    family = TopDown(crop_model(inner), detector, redetect_s=m.redetect_s, max_people=m.max_people,
+                     tracking=m.movenet_tracking)
     return family, det_backend

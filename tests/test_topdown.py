@@ -16,8 +16,10 @@ import pytest
 from edge.config import validate
 from edge.outputs.base import build_sink
 from edge.pipeline import Pipeline, load_model
-from edge.poses.topdown import MAX_SHRINK, SURE_DETECTION, SURE_POSE, TopDown, crop_from_keypoints, square_box
+from edge.poses.crops import MAX_SHRINK, crop_from_keypoints, square_box
+from edge.poses.topdown import SURE_DETECTION, SURE_POSE, TopDown
 from edge.types import Frame
+from test_blazepose import blazepose_dir  # noqa: F401  (fixture: the BlazePose files in the model cache)
 
 ROOT = Path(__file__).resolve().parent.parent
 EMPTY_ROOM = (0, 53)  # intel_one-by-one-person-detection.mp4 before anyone comes in (tests/test_idle_pipeline.py)
@@ -47,26 +49,37 @@ def test_the_default_model_is_top_down_behind_the_shipped_detector():
         single.close()
 
 
-def test_bus_people_are_posed_one_each_by_the_default(data_dir, yolo_tflite):
-    """`edgepose run --source bus.jpg` with no flags: one pose per person YOLO11 finds whole (YOLO's boxes are
-    checked against ground truth in test_accuracy); each pose's confident keypoints lie in its own person's box."""
+def _yolo_boxes(yolo_tflite, image: np.ndarray) -> list:
     yolo = load_model(validate({"model": {"path": str(yolo_tflite)}}))
-    boxes = [p.bbox for p in yolo.infer(Frame(_rgb(data_dir / "images" / "bus.jpg"), 0, time.monotonic_ns(), 0.0))[0]]
+    boxes = [p.bbox for p in yolo.infer(Frame(image, 0, time.monotonic_ns(), 0.0))[0]]
     yolo.close()
-    assert len(boxes) == 4
-    proc = edgepose("run", "--source", str(data_dir / "images" / "bus.jpg"), "--output", "-", "-q")
-    assert proc.returncode == 0, proc.stderr
-    people = json.loads(proc.stdout.splitlines()[0])["people"]
+    return boxes
+
+
+def _owners(keypoints: list[np.ndarray], boxes: list) -> list[int]:
+    """For each pose, the reference box holding 90 % of its confident keypoints (the nearest such box)."""
     owners = []
-    for person in people:
-        kp = np.asarray(person["keypoints"])
+    for kp in keypoints:
         conf = kp[kp[:, 2] >= 0.3]
         assert len(conf) >= 5
         inside = [i for i, (x1, y1, x2, y2) in enumerate(boxes)
                   if ((conf[:, 0] >= x1 - 15) & (conf[:, 0] <= x2 + 15) & (conf[:, 1] >= y1 - 15)
                       & (conf[:, 1] <= y2 + 15)).mean() >= 0.9]
-        assert len(inside) >= 1, person["bbox"]
-        owners.append(min(inside, key=lambda i: abs((boxes[i][0] + boxes[i][2]) / 2 - (person["bbox"][0] + person["bbox"][2]) / 2)))
+        assert inside, kp
+        cx = (conf[:, 0].min() + conf[:, 0].max()) / 2
+        owners.append(min(inside, key=lambda i: abs((boxes[i][0] + boxes[i][2]) / 2 - cx)))
+    return owners
+
+
+def test_bus_people_are_posed_one_each_by_the_default(data_dir, yolo_tflite):
+    """`edgepose run --source bus.jpg` with no flags: one pose per person YOLO11 finds whole (YOLO's boxes are
+    checked against ground truth in test_accuracy); each pose's confident keypoints lie in its own person's box."""
+    boxes = _yolo_boxes(yolo_tflite, _rgb(data_dir / "images" / "bus.jpg"))
+    assert len(boxes) == 4
+    proc = edgepose("run", "--source", str(data_dir / "images" / "bus.jpg"), "--output", "-", "-q")
+    assert proc.returncode == 0, proc.stderr
+    people = json.loads(proc.stdout.splitlines()[0])["people"]
+    owners = _owners([np.asarray(person["keypoints"]) for person in people], boxes)
     assert len(set(owners)) == len(owners)  # each on a different person
     # the three people seen whole; the fourth is a sliver at the left edge (an arm and a sleeve: docs/MODELS.md)
     assert len(people) >= 3
@@ -143,7 +156,7 @@ def test_people_are_followed_from_their_keypoints_and_the_detector_runs_seldom(t
 
 def test_acceptance_rule_needs_a_sure_pose_or_two_models_that_agree():
     class Inner:
-        name, keypoint_names, edges, size, score_threshold = "movenet", (), (), (192, 192), 0.15
+        name, keypoint_names, edges, size, score_threshold, sure_score = "movenet", (), (), (192, 192), 0.15, SURE_POSE
 
     class Detector:
         name, runs = "d", 0
@@ -185,3 +198,27 @@ def test_a_tracked_crop_never_shrinks_faster_than_max_shrink():
     assert held[2] - held[0] == pytest.approx(300.0 * MAX_SHRINK)
     cx = (held[0] + held[2]) / 2
     assert cx == pytest.approx((free[0] + free[2]) / 2)  # centred where the person is now
+
+
+def test_blazepose_goes_top_down_when_a_multipose_detector_is_named(blazepose_dir, data_dir, yolo_tflite):
+    """BlazePose's landmark model behind the MultiPose boxes: several people, each with 33 landmarks, the
+    crop then following each person's auxiliary landmarks; with `auto` it keeps its own one-person detector."""
+    path = str(blazepose_dir / "pose_landmark_full.tflite")
+    own = load_model(validate({"model": {"path": path}}))
+    assert not isinstance(own.family, TopDown)
+    own.close()
+    model = load_model(validate({"model": {"path": path, "person_detector": "movenet-multipose-int8"}}))
+    assert isinstance(model.family, TopDown) and model.family.name == "blazepose"
+    image = _rgb(data_dir / "images" / "bus.jpg")
+    poses, _ = model.infer(Frame(image, 0, 0, 0.0))
+    assert len(poses) >= 3 and all(p.keypoints.shape == (33, 3) for p in poses)
+    owners = _owners([p.coco17().keypoints for p in poses], _yolo_boxes(yolo_tflite, image))
+    assert len(set(owners)) == len(owners)  # each on a different person
+    counts = []
+    for i in range(1, 9):  # as a video: the rotated ROIs follow the people seen whole
+        again, _ = model.infer(Frame(image, i, i * 33_000_000, 0.0))
+        counts.append(len(again))
+    assert min(counts) >= 2
+    # the detector ran on the first frame and again only after a loss (the edge sliver's ROI drifts off)
+    assert model.family.schedule.runs <= 1 + sum(1 for a, b in zip([len(poses)] + counts, counts) if b < a) + 1
+    model.close()

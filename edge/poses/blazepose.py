@@ -233,6 +233,10 @@ class BlazePose:
             # at the whole frame and its presence score decides. This finds people the detector misses in
             # small, blurred person crops (evaluation); on an empty frame presence stays near 0.
             roi = Roi(frame.width / 2, frame.height / 2, float(max(frame.width, frame.height)), 0.0)
+        return self.crop_roi(frame, roi)
+
+    def crop_roi(self, frame: Frame, roi: Roi) -> tuple[list[np.ndarray], AffineTransform]:
+        """The landmark model's input for ``roi``, and its map back to frame pixels."""
         image, kx, ky = model_view(frame, (roi.size, roi.size), self.size)  # main unless the ROI is large
         patch, t = crop_rotated(image, (roi.cx / kx, roi.cy / ky), roi.size * 2 / (kx + ky), roi.angle, self.size,
                                 cv2.BORDER_REPLICATE)
